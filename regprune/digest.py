@@ -1,0 +1,102 @@
+"""Content digests, validated at the edge.
+
+A `Digest` can only be built from text that names a known algorithm followed by lower-case hex of the
+right length. Everything downstream (paths, the graph, reports) takes `Digest` values, never raw
+strings, so no path is ever made from an unvalidated name.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from typing import Optional
+
+#: Hex length of each algorithm the registry writes links for. Blobs are only ever stored under sha256;
+#: sha384/sha512 appear as alias links in a repository's `_layers`.
+HEX_LENGTHS = {"sha256": 64, "sha384": 96, "sha512": 128}
+
+_HEX_CHARS = frozenset("0123456789abcdef")
+
+
+class InvalidDigest(ValueError):
+    """Text that is not a digest regprune accepts."""
+
+
+def is_hex(text: str, length: int) -> bool:
+    return len(text) == length and _HEX_CHARS.issuperset(text)
+
+
+class Digest:
+    """An algorithm and its lower-case hex value, e.g. `sha256:e3b0...`."""
+
+    __slots__ = ("algorithm", "hex")
+
+    algorithm: str
+    hex: str
+
+    def __init__(self, algorithm: str, hex: str) -> None:  # noqa: A002 - the OCI spec's own word
+        length = HEX_LENGTHS.get(algorithm)
+        if length is None:
+            raise InvalidDigest(f"unknown digest algorithm {algorithm!r}")
+        if not is_hex(hex, length):
+            raise InvalidDigest(f"not {length} lower-case hex digits: {hex!r}")
+        object.__setattr__(self, "algorithm", algorithm)
+        object.__setattr__(self, "hex", hex)
+
+    @classmethod
+    def parse(cls, text: str) -> Digest:
+        algorithm, sep, hex_ = text.partition(":")
+        if not sep:
+            raise InvalidDigest(f"not a digest: {text!r}")
+        return cls(algorithm, hex_)
+
+    @classmethod
+    def try_parse(cls, text: object) -> Optional[Digest]:
+        if not isinstance(text, str):
+            return None
+        try:
+            return cls.parse(text)
+        except InvalidDigest:
+            return None
+
+    @classmethod
+    def of(cls, data: bytes) -> Digest:
+        """The sha256 digest of `data`, as the registry stores it."""
+        return cls("sha256", hashlib.sha256(data).hexdigest())
+
+    @classmethod
+    def from_raw(cls, raw: bytes) -> Digest:
+        """Rebuild a sha256 digest from its 32 raw bytes (the graph's compact form)."""
+        if len(raw) != 32:
+            raise InvalidDigest(f"a sha256 digest has 32 bytes, not {len(raw)}")
+        return cls("sha256", raw.hex())
+
+    @property
+    def raw(self) -> bytes:
+        return bytes.fromhex(self.hex)
+
+    @property
+    def short(self) -> str:
+        return self.hex[:12]
+
+    def __setattr__(self, name: str, value: object) -> None:
+        raise AttributeError("Digest is immutable")
+
+    def __str__(self) -> str:
+        return f"{self.algorithm}:{self.hex}"
+
+    def __repr__(self) -> str:
+        return f"Digest({str(self)!r})"
+
+    def __eq__(self, other: object) -> bool:
+        return (
+            isinstance(other, Digest) and self.hex == other.hex and self.algorithm == other.algorithm
+        )
+
+    def __lt__(self, other: Digest) -> bool:
+        return (self.algorithm, self.hex) < (other.algorithm, other.hex)
+
+    def __hash__(self) -> int:
+        return hash((self.algorithm, self.hex))
+
+
+EMPTY_SHA256 = Digest("sha256", hashlib.sha256(b"").hexdigest())

@@ -1,0 +1,154 @@
+"""What a scan learns about a store, kept compact.
+
+Memory grows with the number of digests, not of files: each sha256 digest is interned once as its 32
+raw bytes and named everywhere else by a small integer id; sizes and mtimes live in flat arrays.
+The scanner fills a `Store` from one thread (the scan's consumer), so nothing here locks.
+"""
+
+from __future__ import annotations
+
+from array import array
+from typing import Dict, Iterator, List, NamedTuple, Optional, Tuple
+
+from .digest import Digest
+from .findings import Finding
+from .manifest import Manifest
+
+NO_ID = -1
+
+
+class Tag(NamedTuple):
+    current: int  # blob id of the manifest, NO_ID when the current link is unusable
+    mtime: float  # when the tag last moved (mtime of current/link)
+    history: Tuple[int, ...]  # ids named under index/sha256/
+
+
+class ManifestNode(NamedTuple):
+    """A parsed manifest, references already interned. `refs` are sha256 blob ids (config, layers);
+    `aliases` are references by another algorithm, resolved per repository through `_layers` links."""
+
+    kind: str
+    media_type: str
+    config: int
+    refs: Tuple[int, ...]
+    aliases: Tuple[Digest, ...]
+    children: Tuple[int, ...]
+    platforms: Tuple[str, ...]
+    subject: int
+    foreign: Tuple[int, ...]  # refs with `urls`: missing is not damage
+
+
+class Upload(NamedTuple):
+    upload_id: str
+    size: int
+    started_at: Optional[float]  # None when startedat is missing or unreadable
+
+
+class Repository:
+    __slots__ = ("name", "has_layers", "has_manifests", "revisions", "tags", "layer_links", "aliases",
+                 "uploads")
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+        self.has_layers = False
+        self.has_manifests = False
+        self.revisions: Dict[int, float] = {}  # id -> mtime of the revision link
+        self.tags: Dict[str, Tag] = {}
+        self.layer_links = array("l")  # sha256 ids with a _layers link
+        self.aliases: Dict[Digest, int] = {}  # sha384/sha512 digest -> sha256 id (alias links)
+        self.uploads: List[Upload] = []
+
+
+class Store:
+    """The blobs, repositories, manifests and findings of one store."""
+
+    def __init__(self, rootdirectory: str) -> None:
+        self.rootdirectory = rootdirectory
+        self._ids: Dict[bytes, int] = {}
+        self._raw: List[bytes] = []
+        self.sizes = array("q")
+        self.mtimes = array("d")
+        self.stored = bytearray()
+        self.repositories: Dict[str, Repository] = {}
+        self.manifests: Dict[int, ManifestNode] = {}
+        self.unreadable_manifests: Dict[int, str] = {}  # id -> finding code (missing/unparseable)
+        self.findings: List[Finding] = []
+        self.pull_through_cache = False
+
+    # ------------------------------------------------------------------------------------------ blobs
+    def intern(self, digest: Digest) -> int:
+        """The id of a sha256 digest, allocating one (not stored) the first time it is seen."""
+        return self.intern_raw(bytes.fromhex(digest.hex))
+
+    def intern_raw(self, raw: bytes) -> int:
+        blob_id = self._ids.get(raw)
+        if blob_id is None:
+            blob_id = len(self._raw)
+            self._ids[raw] = blob_id
+            self._raw.append(raw)
+            self.sizes.append(0)
+            self.mtimes.append(0.0)
+            self.stored.append(0)
+        return blob_id
+
+    def lookup(self, digest: Digest) -> int:
+        if digest.algorithm != "sha256":
+            return NO_ID
+        return self._ids.get(bytes.fromhex(digest.hex), NO_ID)
+
+    def add_blob(self, raw: bytes, size: int, mtime: float) -> int:
+        blob_id = self.intern_raw(raw)
+        self.sizes[blob_id] = size
+        self.mtimes[blob_id] = mtime
+        self.stored[blob_id] = 1
+        return blob_id
+
+    def digest(self, blob_id: int) -> Digest:
+        return Digest.from_raw(self._raw[blob_id])
+
+    def __len__(self) -> int:
+        return len(self._raw)
+
+    def stored_ids(self) -> Iterator[int]:
+        stored = self.stored
+        return (i for i in range(len(stored)) if stored[i])
+
+    # ------------------------------------------------------------------------------------ repositories
+    def repository(self, name: str) -> Repository:
+        repo = self.repositories.get(name)
+        if repo is None:
+            repo = self.repositories[name] = Repository(name)
+        return repo
+
+    def add_manifest(self, blob_id: int, manifest: Manifest) -> None:
+        refs = []
+        aliases = []
+        foreign = []
+        for desc in manifest.blob_references():
+            if desc.digest.algorithm == "sha256":
+                ref = self.intern(desc.digest)
+                refs.append(ref)
+                if desc.foreign:
+                    foreign.append(ref)
+            else:
+                aliases.append(desc.digest)
+        children = []
+        platforms = []
+        for desc in manifest.children:
+            if desc.digest.algorithm == "sha256":
+                children.append(self.intern(desc.digest))
+                platforms.append(desc.platform)
+            else:
+                aliases.append(desc.digest)
+        config = self.intern(manifest.config.digest) if (
+            manifest.config and manifest.config.digest.algorithm == "sha256") else NO_ID
+        subject = NO_ID
+        if manifest.subject is not None and manifest.subject.digest.algorithm == "sha256":
+            subject = self.intern(manifest.subject.digest)
+        self.manifests[blob_id] = ManifestNode(
+            manifest.kind, manifest.media_type, config, tuple(dict.fromkeys(refs)), tuple(aliases),
+            tuple(children), tuple(platforms), subject, tuple(foreign),
+        )
+
+    def add_finding(self, finding: Finding) -> None:
+        self.findings.append(finding)

@@ -1,0 +1,521 @@
+"""The streaming, parallel scan of a store.
+
+On a NAS each directory listing, stat or read costs a network round trip, so the scan keeps many of them
+in flight: small tasks (list one directory, stat a batch of links, read a batch of manifests) run on a
+thread pool, and their results stream back to the calling thread, which folds them into a `Store` and
+submits the work they reveal. Only the calling thread touches the `Store`; workers only do I/O and parsing.
+
+System calls are spent where they tell something: a blob is one `lstat` of its `data`; a link whose path
+already names its digest is one `lstat` (its size says whether its body can repeat the path) unless
+`read_all_links` asks to read every body, as `check` does.
+"""
+
+from __future__ import annotations
+
+import queue
+from concurrent.futures import Future, ThreadPoolExecutor
+from datetime import datetime, timezone
+from typing import Callable, Iterable, List, NamedTuple, Optional, Tuple
+
+from . import layout
+from . import manifest as manifest_mod
+from .digest import HEX_LENGTHS, Digest, InvalidDigest, is_hex
+from .findings import Finding, is_litter
+from .model import NO_ID, Store, Tag, Upload
+from .storage import DIR, FILE, SYMLINK, Entry, Storage, StorageError
+
+#: Measured on a local disk and on NFS (docs/performance.md): enough requests in flight to hide
+#: network latency, few enough that the GIL does not eat the gain on a warm local cache.
+DEFAULT_WORKERS = 16
+BATCH = 64  # links or blobs per task: amortizes the pool's per-task cost, still many tasks in flight
+LINK_LIMIT = 4096
+
+Progress = Callable[[str, int], None]
+
+
+class ScanOptions(NamedTuple):
+    workers: int = DEFAULT_WORKERS
+    read_all_links: bool = False
+    progress: Optional[Progress] = None
+
+
+# ----------------------------------------------------------------------------------------- link bodies
+def link_target(body: bytes, path: str, expected: Optional[Digest]) -> Tuple[Optional[Digest], Optional[Finding]]:
+    """The sha256 digest a link names, or a finding saying why it names nothing usable."""
+    if not body:
+        return None, Finding("link-empty", path, "")
+    try:
+        text = body.decode("ascii")
+        digest = Digest.parse(text)
+        if digest.algorithm != "sha256":
+            raise InvalidDigest("links name sha256 digests")
+    except (UnicodeDecodeError, InvalidDigest):
+        return None, Finding("link-malformed", path, body[:100].decode("ascii", "replace"))
+    if expected is not None and digest != expected:
+        return None, Finding("link-mismatch", path, str(digest), f"path names {expected}")
+    return digest, None
+
+
+def _is_tmp(name: str) -> bool:
+    return name.endswith(".tmp")
+
+
+# ------------------------------------------------------------------------------------------ the tasks
+# Each task runs on a worker and returns a list of events: tuples the consumer applies in order.
+
+def _list(storage: Storage, rel: str, events: list) -> Optional[List[Entry]]:
+    try:
+        return storage.list_dir(rel)
+    except StorageError as exc:
+        events.append(("finding", Finding("unreadable", rel, exc.reason)))
+        return None
+
+
+def _classify_extra(directory: str, entry: Entry, events: list) -> None:
+    """Report an entry the layout does not expect at this place."""
+    path = layout.entry_path(directory, entry.name)
+    if entry.kind == SYMLINK:
+        events.append(("finding", Finding("symlink", path, entry.name)))
+    elif is_litter(entry.name):
+        events.append(("finding", Finding("nas-litter", path, entry.name)))
+    elif _is_tmp(entry.name) and entry.kind == FILE:
+        events.append(("finding", Finding("stray-temporary", path, entry.name)))
+    else:
+        events.append(("finding", Finding("unexpected-entry", path, entry.name)))
+
+
+def task_blob_root(storage: Storage) -> list:
+    events: list = []
+    top = _list(storage, layout.BLOBS, events)
+    for entry in top or ():
+        if entry.name == "sha256" and entry.kind == DIR:
+            continue
+        _classify_extra(layout.BLOBS, entry, events)
+        if entry.kind == DIR and entry.name in HEX_LENGTHS:
+            events.append(("finding", Finding("blob-outside-layout", layout.entry_path(layout.BLOBS, entry.name),
+                                              entry.name, "blobs are only stored under sha256")))
+    entries = _list(storage, layout.BLOBS_SHA256, events)
+    for entry in entries or ():
+        if entry.kind == DIR and is_hex(entry.name, 2):
+            events.append(("spawn", task_blob_prefix, entry.name))
+        elif entry.kind == DIR and not is_litter(entry.name):
+            events.append(("finding", Finding("blob-outside-layout",
+                                              layout.entry_path(layout.BLOBS_SHA256, entry.name), entry.name)))
+        else:
+            _classify_extra(layout.BLOBS_SHA256, entry, events)
+    return events
+
+
+def task_blob_prefix(storage: Storage, prefix: str) -> list:
+    events: list = []
+    directory = layout.BlobPrefix(prefix).path()
+    entries = _list(storage, directory, events)
+    batch: List[Digest] = []
+    for entry in entries or ():
+        digest = None
+        if entry.kind == DIR and entry.name.startswith(prefix):
+            try:
+                digest = Digest("sha256", entry.name)
+            except InvalidDigest:
+                digest = None
+        if digest is not None:
+            batch.append(digest)
+            if len(batch) == BATCH:
+                events.append(("spawn", task_blob_stats, batch))
+                batch = []
+        elif entry.kind == DIR and not is_litter(entry.name):
+            events.append(("finding", Finding("blob-outside-layout", layout.entry_path(directory, entry.name),
+                                              entry.name)))
+        else:
+            _classify_extra(directory, entry, events)
+    if batch:
+        events.append(("spawn", task_blob_stats, batch))
+    return events
+
+
+def task_blob_stats(storage: Storage, digests: List[Digest]) -> list:
+    events: list = []
+    for digest in digests:
+        rel = layout.BlobData(digest).path()
+        try:
+            st = storage.stat(rel)
+        except StorageError as exc:
+            events.append(("finding", Finding("unreadable", rel, exc.reason)))
+            continue
+        if st is not None and st.kind == FILE:
+            events.append(("blob", bytes.fromhex(digest.hex), st.size, st.mtime))
+            continue
+        if st is not None:
+            code = "symlink" if st.kind == SYMLINK else "blob-outside-layout"
+            events.append(("finding", Finding(code, rel, str(digest))))
+            continue
+        # No data: the registry leaves empty directories behind; anything else in there is odd.
+        blob_dir = layout.BlobDir(digest).path()
+        for entry in _list(storage, blob_dir, events) or ():
+            if entry.kind == DIR and not is_litter(entry.name):
+                events.append(("finding", Finding("blob-outside-layout", layout.entry_path(blob_dir, entry.name),
+                                                  entry.name)))
+            else:
+                _classify_extra(blob_dir, entry, events)
+    return events
+
+
+def task_repo_dir(storage: Storage, name: str) -> list:
+    """List one directory of the repository tree; a directory with `_layers` or `_manifests` is a
+    repository, and any directory may also hold nested ones."""
+    events: list = []
+    directory = layout.RepoDir(name).path()
+    entries = _list(storage, directory, events)
+    if entries is None:
+        return events
+    reserved = {}
+    for entry in entries:
+        if entry.kind == SYMLINK:
+            events.append(("finding", Finding("symlink", layout.entry_path(directory, entry.name), entry.name)))
+        elif entry.name in ("_layers", "_manifests", "_uploads") and entry.kind == DIR and name:
+            reserved[entry.name] = True
+        elif entry.kind == DIR and not entry.name.startswith("_") and not is_litter(entry.name):
+            if layout.is_path_component(entry.name) or (not name and layout.is_domain_component(entry.name)):
+                events.append(("spawn", task_repo_dir, layout.join_repo_name(name, entry.name)))
+            else:
+                events.append(("finding", Finding("invalid-repository-name",
+                                                  layout.entry_path(directory, entry.name),
+                                                  layout.join_repo_name(name, entry.name))))
+        else:
+            _classify_extra(directory, entry, events)
+    if not reserved:
+        return events
+    if not layout.valid_repository_name(name):
+        events.append(("finding", Finding("invalid-repository-name", directory, name)))
+        return events
+    events.append(("repository", name, "_layers" in reserved, "_manifests" in reserved))
+    if "_manifests" in reserved:
+        events.append(("spawn", task_manifests_dir, name))
+    if "_layers" in reserved:
+        events.append(("spawn", task_layers_dir, name))
+    if "_uploads" in reserved:
+        events.append(("spawn", task_uploads_dir, name))
+    return events
+
+
+def task_manifests_dir(storage: Storage, repo: str) -> list:
+    events: list = []
+    directory = layout.repo_subdir(repo, "_manifests")
+    for entry in _list(storage, directory, events) or ():
+        if entry.kind == DIR and entry.name == "revisions":
+            revisions = layout.repo_subdir(repo, "_manifests", "revisions")
+            for sub in _list(storage, revisions, events) or ():
+                if sub.kind == DIR and sub.name == "sha256":
+                    events.append(("spawn", task_revisions, repo))
+                else:
+                    _classify_extra(revisions, sub, events)
+        elif entry.kind == DIR and entry.name == "tags":
+            events.append(("spawn", task_tags_dir, repo))
+        else:
+            _classify_extra(directory, entry, events)
+    return events
+
+
+def _hex_dirs(storage: Storage, directory: str, algorithm: str, events: list) -> List[Digest]:
+    out = []
+    length = HEX_LENGTHS[algorithm]
+    for entry in _list(storage, directory, events) or ():
+        if entry.kind == DIR and is_hex(entry.name, length):
+            out.append(Digest(algorithm, entry.name))
+        else:
+            _classify_extra(directory, entry, events)
+    return out
+
+
+def _batches(items: List, size: int = BATCH) -> Iterable[List]:
+    for i in range(0, len(items), size):
+        yield items[i:i + size]
+
+
+def task_revisions(storage: Storage, repo: str) -> list:
+    events: list = []
+    digests = _hex_dirs(storage, layout.RevisionsDir(repo).path(), "sha256", events)
+    for batch in _batches(digests):
+        events.append(("spawn", task_links, "revision", repo, batch))
+    return events
+
+
+def task_layers_dir(storage: Storage, repo: str) -> list:
+    events: list = []
+    directory = layout.repo_subdir(repo, "_layers")
+    for entry in _list(storage, directory, events) or ():
+        if entry.kind == DIR and entry.name in HEX_LENGTHS:
+            digests = _hex_dirs(storage, layout.LayersDir(repo, entry.name).path(), entry.name, events)
+            for batch in _batches(digests):
+                events.append(("spawn", task_links, "layer", repo, batch))
+        else:
+            _classify_extra(directory, entry, events)
+    return events
+
+
+def _link_path(kind: str, repo: str, digest: Digest) -> str:
+    if kind == "revision":
+        return layout.RevisionLink(repo, digest).path()
+    return layout.LayerLink(repo, digest).path()
+
+
+def read_link_at(storage: Storage, rel: str, expected: Optional[Digest], read_all: bool,
+                 events: list) -> Tuple[Optional[Digest], float]:
+    """The digest a link names and its mtime; (None, 0) when absent or unusable (a finding says why).
+
+    A link whose path already names its digest and whose size is that of `sha256:<hex>` needs no read
+    unless `read_all` is set; an alias link (sha384/sha512 path) always does."""
+    try:
+        if read_all:
+            for entry in storage.list_dir(layout.parent(rel)) or ():
+                if entry.name != "link":
+                    _classify_extra(layout.parent(rel), entry, events)
+        st = storage.stat(rel)
+        if st is None:
+            return None, 0.0  # an empty <hex>/ directory: the registry's way of deleting
+        if st.kind != FILE:
+            code = "symlink" if st.kind == SYMLINK else "unexpected-entry"
+            events.append(("finding", Finding(code, rel, "link")))
+            return None, 0.0
+        trusted = expected is not None and expected.algorithm == "sha256"
+        if trusted and st.size == layout.LINK_SIZE and not read_all:
+            return expected, st.mtime
+        if st.size == 0:
+            events.append(("finding", Finding("link-empty", rel, "")))
+            return None, st.mtime
+        body = storage.read_small(rel, LINK_LIMIT)
+    except StorageError as exc:
+        events.append(("finding", Finding("unreadable", rel, exc.reason)))
+        return None, 0.0
+    if body is None:
+        return None, 0.0
+    if expected is not None and expected.algorithm != "sha256":
+        target, finding = link_target(body, rel, None)
+    else:
+        target, finding = link_target(body, rel, expected)
+    if finding is not None:
+        events.append(("finding", finding))
+    return target, st.mtime
+
+
+def task_links(storage: Storage, kind: str, repo: str, digests: List[Digest], read_all: bool) -> list:
+    events: list = []
+    for digest in digests:
+        rel = _link_path(kind, repo, digest)
+        target, mtime = read_link_at(storage, rel, digest, read_all, events)
+        if target is not None:
+            events.append((kind, repo, digest, target, mtime))
+    return events
+
+
+def task_tags_dir(storage: Storage, repo: str) -> list:
+    events: list = []
+    directory = layout.TagsDir(repo).path()
+    tags = []
+    for entry in _list(storage, directory, events) or ():
+        if entry.kind == DIR and layout.valid_tag(entry.name):
+            tags.append(entry.name)
+        else:
+            _classify_extra(directory, entry, events)
+    for batch in _batches(tags, 16):
+        events.append(("spawn", task_tags, repo, batch))
+    return events
+
+
+def task_tags(storage: Storage, repo: str, tags: List[str], read_all: bool) -> list:
+    events: list = []
+    for tag in tags:
+        rel = layout.TagCurrentLink(repo, tag).path()
+        current: Optional[Digest] = None
+        mtime = 0.0
+        try:
+            found = storage.read_small_stat(rel, LINK_LIMIT)
+        except StorageError as exc:
+            events.append(("finding", Finding("unreadable", rel, exc.reason)))
+            found = None
+        if found is None:
+            events.append(("finding", Finding("tag-no-current", rel, tag)))
+        else:
+            body, st = found
+            mtime = st.mtime
+            current, finding = link_target(body, rel, None)
+            if finding is not None:
+                events.append(("finding", finding))
+        index_dir = layout.TagIndexDir(repo, tag).path()
+        history = []
+        for digest in _hex_dirs(storage, index_dir, "sha256", events):
+            if read_all:
+                target, _ = read_link_at(storage, layout.TagIndexLink(repo, tag, digest).path(), digest, True,
+                                         events)
+                if target is None:
+                    continue
+            history.append(digest)
+        events.append(("tag", repo, tag, current, mtime, history))
+    return events
+
+
+def parse_startedat(body: bytes) -> Optional[float]:
+    try:
+        text = body.decode("ascii").strip()
+        when = datetime.strptime(text, "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=timezone.utc)
+    except (UnicodeDecodeError, ValueError):
+        try:  # 2.8 writes RFC 3339 with fractional seconds on some builds
+            when = datetime.fromisoformat(body.decode("ascii").strip().replace("Z", "+00:00"))
+        except (UnicodeDecodeError, ValueError):
+            return None
+    return when.timestamp()
+
+
+def task_uploads_dir(storage: Storage, repo: str) -> list:
+    events: list = []
+    directory = layout.UploadsDir(repo).path()
+    for entry in _list(storage, directory, events) or ():
+        if entry.kind != DIR or not layout.valid_upload_id(entry.name):
+            _classify_extra(directory, entry, events)
+            continue
+        upload_id = entry.name
+        started_rel = layout.UploadStartedAt(repo, upload_id).path()
+        data_rel = layout.UploadData(repo, upload_id).path()
+        started = None
+        size = 0
+        try:
+            body = storage.read_small(started_rel, LINK_LIMIT)
+            started = parse_startedat(body) if body is not None else None
+            st = storage.stat(data_rel)
+            size = st.size if st is not None and st.kind == FILE else 0
+        except StorageError as exc:
+            events.append(("finding", Finding("unreadable", started_rel, exc.reason)))
+        if started is None:
+            events.append(("finding", Finding("upload-no-startedat", started_rel, upload_id)))
+        events.append(("upload", repo, Upload(upload_id, size, started)))
+    return events
+
+
+def task_manifests(storage: Storage, digests: List[Digest]) -> list:
+    events: list = []
+    for digest in digests:
+        rel = layout.BlobData(digest).path()
+        try:
+            data = storage.read_small(rel, manifest_mod.MAX_MANIFEST_SIZE)
+        except StorageError as exc:
+            events.append(("manifest-error", digest, "manifest-unparseable", exc.reason))
+            continue
+        if data is None:
+            events.append(("manifest-error", digest, "revision-blob-missing", ""))
+            continue
+        try:
+            events.append(("manifest", digest, manifest_mod.parse(data)))
+        except manifest_mod.ManifestError as exc:
+            events.append(("manifest-error", digest, "manifest-unparseable", str(exc)))
+    return events
+
+
+# --------------------------------------------------------------------------------------- the consumer
+class _Scan:
+    def __init__(self, storage: Storage, store: Store, options: ScanOptions) -> None:
+        self.storage = storage
+        self.store = store
+        self.options = options
+        self.done: "queue.SimpleQueue[Future]" = queue.SimpleQueue()
+        self.pending = 0
+        self.requested: set = set()  # manifest ids whose read is submitted
+        self.to_read: List[Digest] = []
+        self.pool: Optional[ThreadPoolExecutor] = None
+
+    def submit(self, fn: Callable, *args) -> None:
+        assert self.pool is not None
+        if fn in (task_links, task_tags):
+            args = args + (self.options.read_all_links,)
+        future = self.pool.submit(fn, self.storage, *args)
+        self.pending += 1
+        future.add_done_callback(self.done.put)
+
+    def progress(self, what: str, n: int) -> None:
+        if self.options.progress is not None and n:
+            self.options.progress(what, n)
+
+    def run(self) -> Store:
+        with ThreadPoolExecutor(max_workers=max(1, self.options.workers),
+                                thread_name_prefix="regprune-scan") as pool:
+            self.pool = pool
+            self.submit(task_blob_root)
+            self.submit(task_repo_dir, "")
+            while self.pending:
+                future = self.done.get()
+                self.pending -= 1
+                self.apply(future.result())
+                if self.to_read and (len(self.to_read) >= BATCH or self.pending < self.options.workers):
+                    self.submit(task_manifests, self.to_read)
+                    self.to_read = []
+                if not self.pending and self.to_read:
+                    self.submit(task_manifests, self.to_read)
+                    self.to_read = []
+        return self.store
+
+    def want_manifest(self, digest: Digest, blob_id: int) -> None:
+        if blob_id not in self.requested:
+            self.requested.add(blob_id)
+            self.to_read.append(digest)
+
+    def apply(self, events: list) -> None:
+        store = self.store
+        blobs = 0
+        for event in events:
+            kind = event[0]
+            if kind == "blob":
+                store.add_blob(event[1], event[2], event[3])
+                blobs += 1
+            elif kind == "spawn":
+                self.submit(event[1], *event[2:])
+            elif kind == "layer":
+                _, repo, digest, target, _mtime = event
+                self._layer_link(repo, digest, target)
+            elif kind == "revision":
+                _, repo, digest, target, mtime = event
+                blob_id = store.intern(target)
+                store.repository(repo).revisions[blob_id] = mtime
+                self.want_manifest(target, blob_id)
+            elif kind == "tag":
+                _, repo, tag, current, mtime, history = event
+                current_id = store.intern(current) if current is not None else NO_ID
+                store.repository(repo).tags[tag] = Tag(current_id, mtime,
+                                                      tuple(store.intern(d) for d in history))
+            elif kind == "manifest":
+                store.add_manifest(store.intern(event[1]), event[2])
+            elif kind == "manifest-error":
+                _, digest, code, detail = event
+                store.unreadable_manifests[store.intern(digest)] = code + ("\t" + detail if detail else "")
+            elif kind == "upload":
+                store.repository(event[1]).uploads.append(event[2])
+            elif kind == "repository":
+                _, name, has_layers, has_manifests = event
+                repo = store.repository(name)
+                repo.has_layers = has_layers
+                repo.has_manifests = has_manifests
+                self.progress("repositories", 1)
+            elif kind == "finding":
+                store.add_finding(event[1])
+            else:  # pragma: no cover - a bug, not an input problem
+                raise AssertionError(f"unknown scan event {kind!r}")
+        self.progress("blobs", blobs)
+
+    def _layer_link(self, repo_name: str, digest: Digest, target: Digest) -> None:
+        repo = self.store.repository(repo_name)
+        target_id = self.store.intern(target)
+        if digest.algorithm == "sha256":
+            repo.layer_links.append(target_id)
+        else:
+            repo.aliases[digest] = target_id
+
+
+def scan(storage: Storage, rootdirectory: str, options: ScanOptions = ScanOptions()) -> Store:
+    """Scan the store behind `storage` into a `Store`, findings included (not yet cross-checked:
+    `regprune.graph.Graph` checks references once everything is known)."""
+    store = Store(rootdirectory)
+    try:
+        store.pull_through_cache = storage.stat(layout.SCHEDULER_STATE) is not None
+    except StorageError as exc:
+        store.add_finding(Finding("unreadable", layout.SCHEDULER_STATE, exc.reason))
+    if store.pull_through_cache:
+        store.add_finding(Finding("pull-through-cache", layout.SCHEDULER_STATE, "scheduler-state.json"))
+    return _Scan(storage, store, options).run()
