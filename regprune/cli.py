@@ -4,16 +4,22 @@ from __future__ import annotations
 
 import sys
 from contextlib import contextmanager
-from typing import Iterator, List, Optional
+from typing import TYPE_CHECKING, Callable, Iterator, List, Optional
 
 import click
 import orjson
 import typer
 
 from . import render, report
-from .errors import EXIT_DAMAGE, EXIT_INTERRUPTED, EXIT_OK, RegpruneError
+from .errors import EXIT_DAMAGE, EXIT_INTERRUPTED, EXIT_IO, EXIT_OK, RegpruneError
 from .scan import DEFAULT_WORKERS
+from .storage import StorageError
 from .store_access import Opened, open_store
+
+if TYPE_CHECKING:  # pragma: no cover
+    from .execute import Outcome
+    from .graph import Graph
+    from .plan import DeletionPlan, Selection
 
 app = typer.Typer(
     add_completion=False,
@@ -125,6 +131,168 @@ def check(
         raise typer.Exit(EXIT_DAMAGE)
 
 
+# ------------------------------------------------------------------------------------------ deleting
+DRY_RUN = typer.Option(False, "--dry-run", help="Plan and list what would go; change nothing.")
+YES = typer.Option(False, "--yes", "-y", help="Do it without asking (needed when not on a terminal).")
+GRACE = typer.Option("1h", "--grace", metavar="DURATION",
+                     help="Keep blobs and untagged manifests changed more recently than this.")
+FORCE = typer.Option(False, "--force",
+                     help="Run although a registry process or a very recent upload suggests activity.")
+IGNORE_UNREADABLE = typer.Option(False, "--ignore-unreadable",
+                                 help="Delete blobs although some manifest cannot be parsed.")
+
+
+def _confirm(the_plan: "DeletionPlan", yes: bool) -> None:
+    from .errors import UsageError
+
+    if yes:
+        return
+    if not sys.stdin.isatty():
+        raise UsageError("not a terminal: add --yes to delete for real (or --dry-run to see the plan)")
+    if not typer.confirm(f"Delete this, freeing {render.size(the_plan.bytes_freed)}?", default=False):
+        raise typer.Exit(EXIT_OK)
+
+
+def _destructive(root: str, command: str, select: "Callable[[Graph], Selection]", dry_run: bool, json: bool,
+                 yes: bool, grace: str, force: bool, ignore_unreadable: bool, workers: int, quiet: bool) -> None:
+    from . import deletion
+    from .refs import parse_duration
+    from .safety import Overrides
+
+    grace_seconds = parse_duration(grace, "--grace")
+    with progress_bar(quiet, "scanning", " blobs") as bar:
+        def progress(what: str, n: int) -> None:
+            if what == "blobs":
+                bar.update(n)  # type: ignore[attr-defined]
+
+        ctx = deletion.session(root, workers=workers, progress=progress if bar else None, lock=not dry_run)
+        opened = ctx.__enter__()
+    try:
+        the_plan = deletion.plan(opened, select(opened.graph), command, grace_seconds,
+                                 Overrides(force=force, ignore_unreadable=ignore_unreadable))
+        doc = the_plan.to_json(dry_run=True)
+        if dry_run or the_plan.is_empty():
+            if json:
+                emit_json(doc)
+            else:
+                typer.echo(render.plan(doc, f"DRY RUN: {command}" if dry_run else "nothing to delete"))
+            return
+        if not json:
+            typer.echo(render.plan(doc, f"PLAN: {command}"))
+        _confirm(the_plan, yes)
+        with progress_bar(quiet, "deleting", " steps") as bar:
+            outcome = deletion.execute(opened, the_plan, sys.argv, workers=workers,
+                                       on_progress=(lambda _p, n: bar.update(n)) if bar else None)
+        _report_outcome(the_plan, outcome, json)
+    finally:
+        ctx.__exit__(None, None, None)
+
+
+def _report_outcome(the_plan: "DeletionPlan", outcome: "Outcome", json: bool) -> None:
+    doc = the_plan.to_json(dry_run=False)
+    doc["bytes_freed"] = outcome.bytes_freed
+    doc["skipped"] = [{"path": p, "why": w} for p, w in outcome.skipped]
+    if json:
+        emit_json(doc)
+    else:
+        typer.echo(f"freed {render.size(outcome.bytes_freed)}")
+        for path, why in outcome.skipped:
+            typer.echo(f"skipped {path}: {why}")
+    sys.stderr.write(render.RESTART_REMINDER + "\n")
+
+
+@app.command()
+def delete(
+    refs: List[str] = typer.Argument(..., metavar="REF...",
+                                     help="repo:tag (wildcards * ?), repo@sha256:<hex>, or repo."),
+    root: str = ROOT, dry_run: bool = DRY_RUN, json: bool = JSON, yes: bool = YES, grace: str = GRACE,
+    force: bool = FORCE, ignore_unreadable: bool = IGNORE_UNREADABLE, workers: int = WORKERS, quiet: bool = QUIET,
+) -> None:
+    """Delete tags, manifests or whole repositories, and every blob only they needed."""
+    from .refs import select
+
+    _destructive(root, "delete " + " ".join(refs), lambda g: select(g, refs), dry_run, json, yes, grace, force,
+                 ignore_unreadable, workers, quiet)
+
+
+@app.command()
+def untagged(
+    repositories: Optional[List[str]] = typer.Argument(None, metavar="[REPO]...",
+                                                       help="Repositories to clean (default: all)."),
+    root: str = ROOT, dry_run: bool = DRY_RUN, json: bool = JSON, yes: bool = YES, grace: str = GRACE,
+    force: bool = FORCE, ignore_unreadable: bool = IGNORE_UNREADABLE, workers: int = WORKERS, quiet: bool = QUIET,
+) -> None:
+    """Delete manifests no tag reaches (children of tagged indexes stay) and what only they needed."""
+    from .plan import Selection
+    from .refs import select_repositories
+
+    names = repositories or []
+    _destructive(root, "untagged " + " ".join(names), lambda g: Selection(untagged=select_repositories(g, names)),
+                 dry_run, json, yes, grace, force, ignore_unreadable, workers, quiet)
+
+
+@app.command()
+def gc(
+    uploads_older_than: str = typer.Option("168h", "--uploads-older-than", metavar="DURATION",
+                                           help="Remove uploads started longer ago than this."),
+    keep_empty_repos: bool = typer.Option(False, "--keep-empty-repos",
+                                          help="Keep repositories left with neither tags nor manifests."),
+    root: str = ROOT, dry_run: bool = DRY_RUN, json: bool = JSON, yes: bool = YES, grace: str = GRACE,
+    force: bool = FORCE, ignore_unreadable: bool = IGNORE_UNREADABLE, workers: int = WORKERS, quiet: bool = QUIET,
+) -> None:
+    """Remove orphan blobs, unneeded layer links, stale tag history, old uploads and empty repositories."""
+    from .plan import Selection
+    from .refs import parse_duration
+
+    age = parse_duration(uploads_older_than, "--uploads-older-than")
+    _destructive(root, "gc", lambda g: Selection(gc=True, uploads_older_than=age, keep_empty_repos=keep_empty_repos),
+                 dry_run, json, yes, grace, force, ignore_unreadable, workers, quiet)
+
+
+@app.command()
+def resume(
+    root: str = ROOT, json: bool = JSON, yes: bool = YES, force: bool = FORCE,
+    ignore_unreadable: bool = IGNORE_UNREADABLE, workers: int = WORKERS, quiet: bool = QUIET,
+) -> None:
+    """Finish an interrupted run, after checking its plan against the tree as it is now."""
+    from . import deletion
+    from .safety import Overrides
+
+    with deletion.session(root, workers=workers, lock=True) as opened:
+        run, safe, dropped = deletion.pending_resume(opened, Overrides(force=force, ignore_unreadable=ignore_unreadable))
+        if not json:
+            typer.echo(render.plan(safe.to_json(dry_run=True), f"RESUME {run.run_id}: {run.command}"))
+            if dropped:
+                typer.echo(f"{dropped} action(s) of the saved plan are no longer safe and are dropped")
+        _confirm(safe, yes)
+        outcome = deletion.resume(opened, run, safe, workers=workers)
+        _report_outcome(safe, outcome, json)
+
+
+@app.command()
+def history(root: str = ROOT, json: bool = JSON) -> None:
+    """Past destructive runs: when, what, bytes freed."""
+    from . import journal
+    from .storage import LocalStorage
+    from .store_access import locate
+
+    storage = LocalStorage(locate(root))
+    runs = [{"id": r.run_id, "created": r.created, "command": r.command, "state": r.state,
+             "bytes_freed": r.bytes_freed, "finished": r.finished,
+             "tags": len(r.plan.tags), "manifests": len(r.plan.manifests), "blobs": len(r.plan.blobs)}
+            for r in journal.all_runs(storage)]
+    if json:
+        emit_json({"runs": runs})
+        return
+    rows = [[r["id"], r["created"], r["state"], r["command"], size(r["bytes_freed"])] for r in runs]
+    typer.echo("\n".join(render.table(["ID", "STARTED", "STATE", "COMMAND", "FREED"], rows,
+                                      [False, False, False, False, True])))
+
+
+def size(n: int) -> str:
+    return render.size(n)
+
+
 def main(argv: Optional[List[str]] = None) -> None:
     """The one boundary where errors turn into messages and exit codes."""
     try:
@@ -141,4 +309,7 @@ def main(argv: Optional[List[str]] = None) -> None:
     except RegpruneError as exc:
         sys.stderr.write(f"Error: {exc}\n")
         sys.exit(exc.exit_code)
+    except StorageError as exc:
+        sys.stderr.write(f"Error: {exc}\n")
+        sys.exit(EXIT_IO)
     sys.exit(code if isinstance(code, int) else EXIT_OK)

@@ -7,6 +7,7 @@
 | 2 | bad usage: an unknown option value, a reference that does not exist, a real run without `--yes` |
 | 3 | `check` found damage; a deletion refused (the message names the reason and the override) |
 | 4 | no registry store found at the given path |
+| 5 | an I/O error on the store stopped a run (`regprune resume` finishes a deletion once it is fixed) |
 | 130 | interrupted (Ctrl-C) |
 """
 
@@ -17,6 +18,7 @@ EXIT_INTERNAL = 1
 EXIT_USAGE = 2
 EXIT_DAMAGE = 3
 EXIT_NO_STORE = 4
+EXIT_IO = 5
 EXIT_INTERRUPTED = 130
 
 

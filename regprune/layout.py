@@ -386,3 +386,31 @@ def entry_path(directory: str, name: str) -> str:
 
 def parent(rel: str) -> str:
     return rel.rsplit("/", 1)[0]
+
+
+# --------------------------------------------------------------------------------- regprune's own folder
+_RUN_ID = re.compile(r"[0-9A-Za-z][0-9A-Za-z_-]{0,127}\Z")
+LOCK = OWN_DIR + "/lock"
+RUNS = OWN_DIR + "/runs"
+
+
+def valid_run_id(run_id: str) -> bool:
+    return bool(_RUN_ID.match(run_id))
+
+
+class RunJournal(NamedTuple):
+    run_id: str
+
+    def path(self) -> str:
+        if not valid_run_id(self.run_id):
+            raise InvalidName(f"not a run id: {self.run_id!r}")
+        return f"{RUNS}/{self.run_id}.json"
+
+
+class RunLog(NamedTuple):
+    run_id: str
+
+    def path(self) -> str:
+        if not valid_run_id(self.run_id):
+            raise InvalidName(f"not a run id: {self.run_id!r}")
+        return f"{RUNS}/{self.run_id}.log"

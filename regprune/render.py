@@ -98,3 +98,46 @@ def check(report: dict) -> str:
             f" ({counts['warning']} warning(s), {counts['housekeeping']} housekeeping)"
             if counts["warning"] or counts["housekeeping"] else ""))
     return "\n".join(out)
+
+
+def plan(doc: dict, title: str) -> str:
+    """A plan (dry run) or a result, grouped by repository."""
+    by_repo: dict = {}
+
+    def add(repo: str, line: str) -> None:
+        by_repo.setdefault(repo, []).append(line)
+
+    for t in doc["tags"]:
+        add(t["repo"], f"  tag          {t['tag']}")
+    for h in doc.get("tag_history", ()):
+        add(h["repo"], f"  tag history  {h['tag']} -> {h['digest']}")
+    for m in doc["manifests"]:
+        add(m["repo"], f"  manifest     {m['digest']}")
+    for x in doc["layer_links"]:
+        add(x["repo"], f"  layer link   {x['digest']}")
+    for u in doc["uploads"]:
+        add(u["repo"], f"  upload       {u['id']}  {size(u['size'])}")
+    for name in doc["repositories"]:
+        add(name, "  repository   (its _manifests, _layers, _uploads)")
+    out = [title]
+    for repo in sorted(by_repo):
+        out.append(repo)
+        out += by_repo[repo]
+    if doc["blobs"]:
+        out.append("blobs")
+        out += [f"  {b['digest']}  {size(b['size'])}" for b in doc["blobs"]]
+    verb = "would free" if doc["dry_run"] else "freed"
+    out.append("")
+    out.append(f"{verb} {size(doc['bytes_freed'])}: {len(doc['tags'])} tag(s), {len(doc['manifests'])} manifest(s), "
+               f"{len(doc['layer_links'])} layer link(s), {len(doc['blobs'])} blob(s), {len(doc['uploads'])} "
+               f"upload(s), {len(doc['repositories'])} repositor{'y' if len(doc['repositories']) == 1 else 'ies'}")
+    kept = doc["kept_recent"]
+    if kept["count"]:
+        out.append(f"kept (changed within the grace window): {kept['count']} blob(s), {size(kept['bytes'])}")
+    return "\n".join(out)
+
+
+RESTART_REMINDER = (
+    "Restart the registry before it takes pushes again: it caches which blobs exist and would otherwise "
+    "accept pushes that skip uploading deleted layers (flush its Redis cache too if it uses one)."
+)

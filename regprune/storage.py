@@ -50,6 +50,14 @@ class FileTooLarge(StorageError):
     pass
 
 
+class Locked(StorageError):
+    pass
+
+
+class Lock(Protocol):
+    def release(self) -> None: ...
+
+
 class Storage(Protocol):
     """What a backend must offer. `rel` is always a path made by `regprune.layout`."""
 
@@ -70,6 +78,24 @@ class Storage(Protocol):
 
     def read_chunks(self, rel: str, chunk_size: int) -> Iterator[bytes]:
         """The content of a regular file, streamed."""
+
+    def remove_file(self, rel: str) -> bool:
+        """Remove a file or symbolic link (never what it points to); False when already gone."""
+
+    def remove_empty_dir(self, rel: str) -> bool:
+        """Remove a directory if it is empty; False when gone or not empty."""
+
+    def remove_tree(self, rel: str) -> None:
+        """Remove a directory and everything below it, links not followed; nothing when already gone."""
+
+    def write_atomic(self, rel: str, data: bytes) -> None:
+        """Replace a file's content all at once (write beside it, flush, rename), parents created."""
+
+    def append(self, rel: str, data: bytes) -> None:
+        """Append to a file and flush it to disk, parents created."""
+
+    def lock(self, rel: str) -> "Lock":
+        """Hold an exclusive lock for one regprune run; raises `Locked` when another run holds it."""
 
 
 def _kind_of_mode(mode: int) -> str:
@@ -192,3 +218,105 @@ class LocalStorage:
             raise StorageError(path, exc.strerror or str(exc)) from exc
         finally:
             os.close(fd)
+
+    # ---------------------------------------------------------------------------------------- writing
+    def remove_file(self, rel: str) -> bool:
+        path = self._abs(rel)
+        try:
+            os.unlink(path)
+            return True
+        except OSError as exc:
+            if exc.errno in _MISSING:
+                return False
+            raise StorageError(path, exc.strerror or str(exc)) from exc
+
+    def remove_empty_dir(self, rel: str) -> bool:
+        path = self._abs(rel)
+        try:
+            os.rmdir(path)
+            return True
+        except OSError as exc:
+            if exc.errno in _MISSING or exc.errno in (errno.ENOTEMPTY, errno.EEXIST):
+                return False
+            raise StorageError(path, exc.strerror or str(exc)) from exc
+
+    def remove_tree(self, rel: str) -> None:
+        if not rel:
+            raise StorageError(self.root, "refusing to remove the store's root")
+        st = self.stat(rel)
+        if st is None:
+            return
+        if st.kind != DIR:  # a symbolic link is removed itself, never followed
+            self.remove_file(rel)
+            return
+        entries = self.list_dir(rel)
+        if entries is None:
+            return
+        for entry in entries:
+            child = rel + "/" + entry.name
+            if entry.kind == DIR:
+                self.remove_tree(child)
+            else:
+                self.remove_file(child)
+        self.remove_empty_dir(rel)
+
+    def _makedirs_for(self, path: str) -> None:
+        os.makedirs(os.path.dirname(path), exist_ok=True)
+
+    def write_atomic(self, rel: str, data: bytes) -> None:
+        path = self._abs(rel)
+        tmp = f"{path}.{os.getpid()}.tmp"
+        try:
+            self._makedirs_for(path)
+            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | getattr(os, "O_NOFOLLOW", 0), 0o644)
+            try:
+                os.write(fd, data)
+                os.fsync(fd)
+            finally:
+                os.close(fd)
+            os.replace(tmp, path)
+        except OSError as exc:
+            raise StorageError(path, exc.strerror or str(exc)) from exc
+
+    def append(self, rel: str, data: bytes) -> None:
+        path = self._abs(rel)
+        try:
+            self._makedirs_for(path)
+            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND | getattr(os, "O_NOFOLLOW", 0), 0o644)
+            try:
+                os.write(fd, data)
+                os.fsync(fd)
+            finally:
+                os.close(fd)
+        except OSError as exc:
+            raise StorageError(path, exc.strerror or str(exc)) from exc
+
+    def lock(self, rel: str) -> "_FileLock":
+        import fcntl
+
+        path = self._abs(rel)
+        try:
+            self._makedirs_for(path)
+            fd = os.open(path, os.O_RDWR | os.O_CREAT | getattr(os, "O_NOFOLLOW", 0), 0o644)
+        except OSError as exc:
+            raise StorageError(path, exc.strerror or str(exc)) from exc
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError as exc:
+            os.close(fd)
+            raise Locked(path, "another regprune run holds this lock") from exc
+        os.ftruncate(fd, 0)
+        os.write(fd, f"{os.getpid()}\n".encode())
+        return _FileLock(fd)
+
+
+class _FileLock:
+    """Released by the kernel too when the process dies, so a killed run never leaves a stale lock."""
+
+    def __init__(self, fd: int) -> None:
+        self.fd = fd
+
+    def release(self) -> None:
+        if self.fd >= 0:
+            os.close(self.fd)
+            self.fd = -1

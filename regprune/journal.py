@@ -1,0 +1,136 @@
+"""The journal of destructive runs, in regprune's own folder beside `docker/`.
+
+Before the first write, the whole plan is saved as `regprune/runs/<id>.json` (state `running`); each
+completed phase is appended to `<id>.log`; a run that ends rewrites its journal with state `done`
+and the bytes it freed. A `running` journal is an interrupted run: `regprune resume` finishes it, and
+every destructive command refuses to start until then. Finished journals stay as the run history.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+import time
+from datetime import datetime, timezone
+from typing import List, NamedTuple, Optional, Tuple
+
+import orjson
+
+from . import layout
+from .digest import Digest
+from .plan import BlobAction, DeletionPlan, HistoryAction, LayerLinkAction, ManifestAction, TagAction, UploadAction
+from .storage import FILE, Storage
+
+RUNNING = "running"
+DONE = "done"
+
+
+class Run(NamedTuple):
+    run_id: str
+    created: str
+    command: str
+    argv: Tuple[str, ...]
+    state: str
+    plan: DeletionPlan
+    phases_done: Tuple[str, ...]
+    bytes_freed: int
+    finished: Optional[str]
+
+
+def _plan_doc(plan: DeletionPlan) -> dict:
+    return {
+        "command": plan.command,
+        "tags": [[t.repo, t.tag, str(t.current) if t.current else None] for t in plan.tags],
+        "history": [[h.repo, h.tag, str(h.digest)] for h in plan.history],
+        "manifests": [[m.repo, str(m.digest)] for m in plan.manifests],
+        "layer_links": [[x.repo, str(x.digest)] for x in plan.layer_links],
+        "blobs": [[str(b.digest), b.size, b.mtime] for b in plan.blobs],
+        "uploads": [[u.repo, u.upload_id, u.size] for u in plan.uploads],
+        "repositories": list(plan.repositories),
+        "kept_recent": list(plan.kept_recent),
+    }
+
+
+def _plan_from_doc(doc: dict) -> DeletionPlan:
+    """Rebuild a plan, validating every name and digest again: a journal is input like any other."""
+    for repo, *_ in doc["tags"] + doc["history"] + doc["manifests"] + doc["layer_links"] + doc["uploads"]:
+        if not layout.valid_repository_name(repo):
+            raise ValueError(f"invalid repository name {repo!r}")
+    for name in doc["repositories"]:
+        if not layout.valid_repository_name(name):
+            raise ValueError(f"invalid repository name {name!r}")
+    return DeletionPlan(
+        command=str(doc["command"]),
+        tags=tuple(TagAction(r, t, Digest.parse(c) if c else None) for r, t, c in doc["tags"]),
+        history=tuple(HistoryAction(r, t, Digest.parse(d)) for r, t, d in doc["history"]),
+        manifests=tuple(ManifestAction(r, Digest.parse(d)) for r, d in doc["manifests"]),
+        layer_links=tuple(LayerLinkAction(r, Digest.parse(d)) for r, d in doc["layer_links"]),
+        blobs=tuple(BlobAction(Digest.parse(d), int(s), float(m)) for d, s, m in doc["blobs"]),
+        uploads=tuple(UploadAction(r, str(i), int(s)) for r, i, s in doc["uploads"]),
+        repositories=tuple(doc["repositories"]),
+        kept_recent=(int(doc["kept_recent"][0]), int(doc["kept_recent"][1])),
+    )
+
+
+def _now_iso() -> str:
+    return datetime.now(tz=timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def _write(storage: Storage, run: Run) -> None:
+    doc = {
+        "id": run.run_id, "created": run.created, "command": run.command, "argv": list(run.argv),
+        "state": run.state, "plan": _plan_doc(run.plan), "bytes_freed": run.bytes_freed,
+        "finished": run.finished,
+    }
+    storage.write_atomic(layout.RunJournal(run.run_id).path(), orjson.dumps(doc, option=orjson.OPT_INDENT_2))
+
+
+def start(storage: Storage, plan: DeletionPlan, argv: Tuple[str, ...]) -> Run:
+    stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())
+    verb = plan.command.split(" ", 1)[0]
+    run_id = f"{stamp}-{verb if layout.valid_run_id(verb) else 'run'}-{secrets.token_hex(3)}"
+    run = Run(run_id, _now_iso(), plan.command, tuple(argv), RUNNING, plan, (), 0, None)
+    _write(storage, run)
+    return run
+
+
+def record_phase(storage: Storage, run: Run, phase: str) -> Run:
+    storage.append(layout.RunLog(run.run_id).path(), f"{_now_iso()} done {phase}\n".encode())
+    return run._replace(phases_done=run.phases_done + (phase,))
+
+
+def finish(storage: Storage, run: Run, bytes_freed: int) -> Run:
+    run = run._replace(state=DONE, bytes_freed=bytes_freed, finished=_now_iso())
+    _write(storage, run)
+    return run
+
+
+def load(storage: Storage, run_id: str) -> Run:
+    data = storage.read_small(layout.RunJournal(run_id).path(), 512 * 1024 * 1024)
+    if data is None:
+        raise FileNotFoundError(layout.RunJournal(run_id).path())
+    doc = orjson.loads(data)
+    log = storage.read_small(layout.RunLog(run_id).path(), 1024 * 1024) or b""
+    phases = tuple(line.split(" done ", 1)[1] for line in log.decode().splitlines() if " done " in line)
+    return Run(doc["id"], doc["created"], doc["command"], tuple(doc.get("argv", ())), doc["state"],
+               _plan_from_doc(doc["plan"]), phases, int(doc.get("bytes_freed", 0)), doc.get("finished"))
+
+
+def run_ids(storage: Storage) -> List[str]:
+    ids = []
+    for entry in storage.list_dir(layout.RUNS) or ():
+        stem, ext = os.path.splitext(entry.name)
+        if entry.kind == FILE and ext == ".json" and layout.valid_run_id(stem):
+            ids.append(stem)
+    return sorted(ids)
+
+
+def all_runs(storage: Storage) -> List[Run]:
+    return [load(storage, run_id) for run_id in run_ids(storage)]
+
+
+def unfinished(storage: Storage) -> Optional[Run]:
+    for run in all_runs(storage):
+        if run.state == RUNNING:
+            return run
+    return None
