@@ -142,7 +142,7 @@ IGNORE_UNREADABLE = typer.Option(False, "--ignore-unreadable",
                                  help="Delete blobs although some manifest cannot be parsed.")
 
 
-def _confirm(the_plan: "DeletionPlan", yes: bool) -> None:
+def _confirm(the_plan: DeletionPlan, yes: bool) -> None:
     from .errors import UsageError
 
     if yes:
@@ -153,7 +153,7 @@ def _confirm(the_plan: "DeletionPlan", yes: bool) -> None:
         raise typer.Exit(EXIT_OK)
 
 
-def _destructive(root: str, command: str, select: "Callable[[Graph], Selection]", dry_run: bool, json: bool,
+def _destructive(root: str, command: str, select: Callable[[Graph], Selection], dry_run: bool, json: bool,
                  yes: bool, grace: str, force: bool, ignore_unreadable: bool, workers: int, quiet: bool) -> None:
     from . import deletion
     from .refs import parse_duration
@@ -188,7 +188,7 @@ def _destructive(root: str, command: str, select: "Callable[[Graph], Selection]"
         ctx.__exit__(None, None, None)
 
 
-def _report_outcome(the_plan: "DeletionPlan", outcome: "Outcome", json: bool) -> None:
+def _report_outcome(the_plan: DeletionPlan, outcome: Outcome, json: bool) -> None:
     doc = the_plan.to_json(dry_run=False)
     doc["bytes_freed"] = outcome.bytes_freed
     doc["skipped"] = [{"path": p, "why": w} for p, w in outcome.skipped]
@@ -259,7 +259,8 @@ def resume(
     from .safety import Overrides
 
     with deletion.session(root, workers=workers, lock=True) as opened:
-        run, safe, dropped = deletion.pending_resume(opened, Overrides(force=force, ignore_unreadable=ignore_unreadable))
+        overrides = Overrides(force=force, ignore_unreadable=ignore_unreadable)
+        run, safe, dropped = deletion.pending_resume(opened, overrides)
         if not json:
             typer.echo(render.plan(safe.to_json(dry_run=True), f"RESUME {run.run_id}: {run.command}"))
             if dropped:

@@ -18,7 +18,15 @@ import orjson
 
 from . import layout
 from .digest import Digest
-from .plan import BlobAction, DeletionPlan, HistoryAction, LayerLinkAction, ManifestAction, TagAction, UploadAction
+from .plan import (
+    BlobAction,
+    DeletionPlan,
+    HistoryAction,
+    LayerLinkAction,
+    ManifestAction,
+    TagAction,
+    UploadAction,
+)
 from .storage import FILE, Storage
 
 RUNNING = "running"

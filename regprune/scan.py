@@ -416,7 +416,7 @@ class _Scan:
         self.storage = storage
         self.store = store
         self.options = options
-        self.done: "queue.SimpleQueue[Future]" = queue.SimpleQueue()
+        self.done: queue.SimpleQueue[Future] = queue.SimpleQueue()
         self.pending = 0
         self.requested: set = set()  # manifest ids whose read is submitted
         self.to_read: List[Digest] = []

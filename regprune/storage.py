@@ -94,7 +94,7 @@ class Storage(Protocol):
     def append(self, rel: str, data: bytes) -> None:
         """Append to a file and flush it to disk, parents created."""
 
-    def lock(self, rel: str) -> "Lock":
+    def lock(self, rel: str) -> Lock:
         """Hold an exclusive lock for one regprune run; raises `Locked` when another run holds it."""
 
 
@@ -291,7 +291,7 @@ class LocalStorage:
         except OSError as exc:
             raise StorageError(path, exc.strerror or str(exc)) from exc
 
-    def lock(self, rel: str) -> "_FileLock":
+    def lock(self, rel: str) -> _FileLock:
         import fcntl
 
         path = self._abs(rel)
