@@ -54,14 +54,15 @@ def progress_bar(quiet: bool, desc: str, unit: str) -> Iterator[Optional[object]
         bar.close()
 
 
-def scan_store(root: str, workers: int, quiet: bool, read_all_links: bool = False) -> Opened:
+def scan_store(root: str, workers: int, quiet: bool, read_all_links: bool = False,
+               tag_history: bool = False) -> Opened:
     with progress_bar(quiet, "scanning", " blobs") as bar:
         def progress(what: str, n: int) -> None:
             if what == "blobs":
                 bar.update(n)  # type: ignore[attr-defined]
 
         return open_store(root, workers=workers, progress=progress if bar else None,
-                          read_all_links=read_all_links)
+                          read_all_links=read_all_links, tag_history=tag_history)
 
 
 @app.command()

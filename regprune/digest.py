@@ -8,13 +8,15 @@ strings, so no path is ever made from an unvalidated name.
 from __future__ import annotations
 
 import hashlib
+import re
 from typing import Optional
 
 #: Hex length of each algorithm the registry writes links for. Blobs are only ever stored under sha256;
 #: sha384/sha512 appear as alias links in a repository's `_layers`.
 HEX_LENGTHS = {"sha256": 64, "sha384": 96, "sha512": 128}
 
-_HEX_CHARS = frozenset("0123456789abcdef")
+_SHA256_TEXT = re.compile("sha256:[0-9a-f]{64}").fullmatch
+_HEX = {n: re.compile(f"[0-9a-f]{{{n}}}").fullmatch for n in (2, 64, 96, 128)}
 
 
 class InvalidDigest(ValueError):
@@ -22,7 +24,11 @@ class InvalidDigest(ValueError):
 
 
 def is_hex(text: str, length: int) -> bool:
-    return len(text) == length and _HEX_CHARS.issuperset(text)
+    """Exactly `length` lower-case hex digits (a compiled match: this runs once per file scanned)."""
+    match = _HEX.get(length)
+    if match is None:
+        return len(text) == length and all(c in "0123456789abcdef" for c in text)
+    return match(text) is not None
 
 
 class Digest:
@@ -44,6 +50,11 @@ class Digest:
 
     @classmethod
     def parse(cls, text: str) -> Digest:
+        if _SHA256_TEXT(text) is not None:  # the common case, validated by one compiled match
+            digest = object.__new__(cls)
+            object.__setattr__(digest, "algorithm", "sha256")
+            object.__setattr__(digest, "hex", text[7:])
+            return digest
         algorithm, sep, hex_ = text.partition(":")
         if not sep:
             raise InvalidDigest(f"not a digest: {text!r}")

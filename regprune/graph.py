@@ -26,6 +26,7 @@ from typing import Dict, Iterable, Iterator, List, Optional, Set, Tuple
 
 from . import layout
 from . import manifest as manifest_mod
+from .digest import Digest
 from .findings import Finding
 from .model import NO_ID, ManifestNode, Repository, Store
 
@@ -165,10 +166,12 @@ class Graph:
             if current != NO_ID and current not in repo.revisions:
                 add(Finding("tag-target-missing", layout.TagCurrentLink(name, tag).path(),
                             str(store.digest(current))))
-        for link in repo.layer_links:
-            if not store.stored[link]:
-                add(Finding("layer-link-dangling", layout.LayerLink(name, store.digest(link)).path(),
-                            str(store.digest(link))))
+        packed = repo.layer_links
+        for i in range(0, len(packed), 32):
+            link = store.lookup_raw(bytes(packed[i:i + 32]))
+            if link == NO_ID or not store.stored[link]:
+                digest = Digest.from_raw(bytes(packed[i:i + 32]))
+                add(Finding("layer-link-dangling", layout.LayerLink(name, digest).path(), str(digest)))
         for alias, target in sorted(repo.aliases.items(), key=lambda kv: str(kv[0])):
             if not store.stored[target]:
                 add(Finding("layer-link-dangling", layout.LayerLink(name, alias).path(), str(alias)))

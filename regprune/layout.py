@@ -263,6 +263,21 @@ def repo_subdir(repo: str, reserved: str, *more: str) -> str:
     return "/".join((REPOSITORIES, _check_name(repo), reserved) + more)
 
 
+def link_in(directory: str, hex_: str, length: int = 64) -> str:
+    """`<directory>/<hex>/link` for a directory made by a path kind above (RevisionsDir, LayersDir,
+    TagIndexDir): the scan's hot path, which has already built the directory once per repository."""
+    if not is_hex(hex_, length):
+        raise InvalidDigest(f"not {length} lower-case hex digits: {hex_!r}")
+    return f"{directory}/{hex_}/link"
+
+
+def blob_data_hex(hex_: str) -> str:
+    """BlobData's path from the bare hex of a sha256 digest (the scan's hot path)."""
+    if not is_hex(hex_, 64):
+        raise InvalidDigest(f"not 64 lower-case hex digits: {hex_!r}")
+    return f"{BLOBS_SHA256}/{hex_[:2]}/{hex_}/data"
+
+
 def join_repo_name(parent: str, component: str) -> str:
     """The name of the directory `component` below the repository-tree directory `parent`."""
     return f"{parent}/{component}" if parent else component

@@ -54,7 +54,9 @@ class Repository:
         self.has_manifests = False
         self.revisions: Dict[int, float] = {}  # id -> mtime of the revision link
         self.tags: Dict[str, Tag] = {}
-        self.layer_links = array("l")  # sha256 ids with a _layers link
+        # sha256 digests with a _layers link, 32 raw bytes each: most are never looked at, so they are not
+        # interned (du on a large store would spend a third of its time on them)
+        self.layer_links = bytearray()
         self.aliases: Dict[Digest, int] = {}  # sha384/sha512 digest -> sha256 id (alias links)
         self.uploads: List[Upload] = []
 
@@ -102,6 +104,16 @@ class Store:
         self.mtimes[blob_id] = mtime
         self.stored[blob_id] = 1
         return blob_id
+
+    def lookup_raw(self, raw: bytes) -> int:
+        return self._ids.get(raw, NO_ID)
+
+    def layer_links(self, repo: Repository) -> Iterator[Tuple[Digest, int]]:
+        """(link digest, blob id or NO_ID when never seen elsewhere) for each sha256 `_layers` link."""
+        packed = repo.layer_links
+        for i in range(0, len(packed), 32):
+            raw = bytes(packed[i:i + 32])
+            yield Digest.from_raw(raw), self._ids.get(raw, NO_ID)
 
     def digest(self, blob_id: int) -> Digest:
         return Digest.from_raw(self._raw[blob_id])

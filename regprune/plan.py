@@ -236,14 +236,13 @@ def make_plan(graph: Graph, sel: Selection, command: str, grace_seconds: float =
         freed_candidates |= lost
         busy = False
         # _layers links: those whose blob the repository no longer needs (gc: every unneeded one)
-        link_targets = [(store.digest(b), b) for b in repo.layer_links]
-        link_targets += list(repo.aliases.items())
+        link_targets = list(store.layer_links(repo)) + list(repo.aliases.items())
         for link_digest, target in sorted(link_targets, key=lambda p: (p[0].algorithm, p[0].hex)):
-            if target in outcome.after:
+            if target != NO_ID and target in outcome.after:
                 continue
             if not (sel.gc or target in lost or name in sel.repositories):
                 continue
-            if is_recent(target) and name not in sel.repositories:
+            if target != NO_ID and is_recent(target) and name not in sel.repositories:
                 kept_blobs.add(target)
                 busy = True
                 continue

@@ -35,7 +35,8 @@ Progress = Callable[[str, int], None]
 
 class ScanOptions(NamedTuple):
     workers: int = DEFAULT_WORKERS
-    read_all_links: bool = False
+    read_all_links: bool = False  # read every link body and list every link directory (check)
+    tag_history: bool = True  # list tags' index/ history (deletions need it; du and ls do not)
     progress: Optional[Progress] = None
 
 
@@ -110,16 +111,10 @@ def task_blob_prefix(storage: Storage, prefix: str) -> list:
     events: list = []
     directory = layout.BlobPrefix(prefix).path()
     entries = _list(storage, directory, events)
-    batch: List[Digest] = []
+    batch: List[str] = []
     for entry in entries or ():
-        digest = None
-        if entry.kind == DIR and entry.name.startswith(prefix):
-            try:
-                digest = Digest("sha256", entry.name)
-            except InvalidDigest:
-                digest = None
-        if digest is not None:
-            batch.append(digest)
+        if entry.kind == DIR and entry.name.startswith(prefix) and is_hex(entry.name, 64):
+            batch.append(entry.name)
             if len(batch) == BATCH:
                 events.append(("spawn", task_blob_stats, batch))
                 batch = []
@@ -133,30 +128,32 @@ def task_blob_prefix(storage: Storage, prefix: str) -> list:
     return events
 
 
-def task_blob_stats(storage: Storage, digests: List[Digest]) -> list:
+def task_blob_stats(storage: Storage, hexes: List[str]) -> list:
     events: list = []
-    for digest in digests:
-        rel = layout.BlobData(digest).path()
+    found = []
+    for hex_ in hexes:
+        rel = layout.blob_data_hex(hex_)
         try:
             st = storage.stat(rel)
         except StorageError as exc:
             events.append(("finding", Finding("unreadable", rel, exc.reason)))
             continue
         if st is not None and st.kind == FILE:
-            events.append(("blob", bytes.fromhex(digest.hex), st.size, st.mtime))
+            found.append((bytes.fromhex(hex_), st.size, st.mtime))
             continue
         if st is not None:
             code = "symlink" if st.kind == SYMLINK else "blob-outside-layout"
-            events.append(("finding", Finding(code, rel, str(digest))))
+            events.append(("finding", Finding(code, rel, "sha256:" + hex_)))
             continue
         # No data: the registry leaves empty directories behind; anything else in there is odd.
-        blob_dir = layout.BlobDir(digest).path()
+        blob_dir = layout.parent(rel)
         for entry in _list(storage, blob_dir, events) or ():
             if entry.kind == DIR and not is_litter(entry.name):
                 events.append(("finding", Finding("blob-outside-layout", layout.entry_path(blob_dir, entry.name),
                                                   entry.name)))
             else:
                 _classify_extra(blob_dir, entry, events)
+    events.append(("blobs", found))
     return events
 
 
@@ -216,12 +213,13 @@ def task_manifests_dir(storage: Storage, repo: str) -> list:
     return events
 
 
-def _hex_dirs(storage: Storage, directory: str, algorithm: str, events: list) -> List[Digest]:
+def _hex_dirs(storage: Storage, directory: str, algorithm: str, events: list) -> List[str]:
+    """Names of the `<hex>/` directories of a link directory, validated."""
     out = []
     length = HEX_LENGTHS[algorithm]
     for entry in _list(storage, directory, events) or ():
         if entry.kind == DIR and is_hex(entry.name, length):
-            out.append(Digest(algorithm, entry.name))
+            out.append(entry.name)
         else:
             _classify_extra(directory, entry, events)
     return out
@@ -234,29 +232,29 @@ def _batches(items: List, size: int = BATCH) -> Iterable[List]:
 
 def task_revisions(storage: Storage, repo: str) -> list:
     events: list = []
-    digests = _hex_dirs(storage, layout.RevisionsDir(repo).path(), "sha256", events)
-    for batch in _batches(digests):
-        events.append(("spawn", task_links, "revision", repo, batch))
+    hexes = _hex_dirs(storage, layout.RevisionsDir(repo).path(), "sha256", events)
+    for batch in _batches(hexes):
+        events.append(("spawn", task_links, "revision", repo, "sha256", batch))
     return events
 
 
-def task_layers_dir(storage: Storage, repo: str) -> list:
+def task_layers_dir(storage: Storage, repo: str, read_all: bool) -> list:
+    """`_layers` links. Their presence is what du needs (their body repeats their path), so a listing
+    is enough; `check` reads each one, and alias links (sha384/sha512) are always read: their body
+    names the stored sha256 blob."""
     events: list = []
     directory = layout.repo_subdir(repo, "_layers")
     for entry in _list(storage, directory, events) or ():
         if entry.kind == DIR and entry.name in HEX_LENGTHS:
-            digests = _hex_dirs(storage, layout.LayersDir(repo, entry.name).path(), entry.name, events)
-            for batch in _batches(digests):
-                events.append(("spawn", task_links, "layer", repo, batch))
+            hexes = _hex_dirs(storage, layout.LayersDir(repo, entry.name).path(), entry.name, events)
+            if entry.name == "sha256" and not read_all:
+                events.append(("layers", repo, b"".join(bytes.fromhex(h) for h in hexes)))
+                continue
+            for batch in _batches(hexes):
+                events.append(("spawn", task_links, "layer", repo, entry.name, batch))
         else:
             _classify_extra(directory, entry, events)
     return events
-
-
-def _link_path(kind: str, repo: str, digest: Digest) -> str:
-    if kind == "revision":
-        return layout.RevisionLink(repo, digest).path()
-    return layout.LayerLink(repo, digest).path()
 
 
 def read_link_at(storage: Storage, rel: str, expected: Optional[Digest], read_all: bool,
@@ -298,13 +296,27 @@ def read_link_at(storage: Storage, rel: str, expected: Optional[Digest], read_al
     return target, st.mtime
 
 
-def task_links(storage: Storage, kind: str, repo: str, digests: List[Digest], read_all: bool) -> list:
+def task_links(storage: Storage, kind: str, repo: str, algorithm: str, hexes: List[str], read_all: bool) -> list:
     events: list = []
-    for digest in digests:
-        rel = _link_path(kind, repo, digest)
-        target, mtime = read_link_at(storage, rel, digest, read_all, events)
-        if target is not None:
-            events.append((kind, repo, digest, target, mtime))
+    base = layout.RevisionsDir(repo).path() if kind == "revision" else layout.LayersDir(repo, algorithm).path()
+    length = HEX_LENGTHS[algorithm]
+    found = []
+    packed = bytearray()
+    for hex_ in hexes:
+        digest = Digest(algorithm, hex_)
+        target, mtime = read_link_at(storage, layout.link_in(base, hex_, length), digest, read_all, events)
+        if target is None:
+            continue
+        if kind == "revision":
+            found.append((target, mtime))
+        elif algorithm == "sha256":
+            packed += bytes.fromhex(target.hex)
+        else:
+            events.append(("alias", repo, digest, target))
+    if found:
+        events.append(("revisions", repo, found))
+    if packed:
+        events.append(("layers", repo, bytes(packed)))
     return events
 
 
@@ -322,7 +334,7 @@ def task_tags_dir(storage: Storage, repo: str) -> list:
     return events
 
 
-def task_tags(storage: Storage, repo: str, tags: List[str], read_all: bool) -> list:
+def task_tags(storage: Storage, repo: str, tags: List[str], read_all: bool, tag_history: bool) -> list:
     events: list = []
     for tag in tags:
         rel = layout.TagCurrentLink(repo, tag).path()
@@ -341,15 +353,16 @@ def task_tags(storage: Storage, repo: str, tags: List[str], read_all: bool) -> l
             current, finding = link_target(body, rel, None)
             if finding is not None:
                 events.append(("finding", finding))
-        index_dir = layout.TagIndexDir(repo, tag).path()
         history = []
-        for digest in _hex_dirs(storage, index_dir, "sha256", events):
-            if read_all:
-                target, _ = read_link_at(storage, layout.TagIndexLink(repo, tag, digest).path(), digest, True,
-                                         events)
-                if target is None:
-                    continue
-            history.append(digest)
+        if tag_history or read_all:
+            index_dir = layout.TagIndexDir(repo, tag).path()
+            for hex_ in _hex_dirs(storage, index_dir, "sha256", events):
+                digest = Digest("sha256", hex_)
+                if read_all:
+                    target, _ = read_link_at(storage, layout.link_in(index_dir, hex_), digest, True, events)
+                    if target is None:
+                        continue
+                history.append(digest)
         events.append(("tag", repo, tag, current, mtime, history))
     return events
 
@@ -424,8 +437,10 @@ class _Scan:
 
     def submit(self, fn: Callable, *args) -> None:
         assert self.pool is not None
-        if fn in (task_links, task_tags):
+        if fn in (task_links, task_layers_dir):
             args = args + (self.options.read_all_links,)
+        elif fn is task_tags:
+            args = args + (self.options.read_all_links, self.options.tag_history)
         future = self.pool.submit(fn, self.storage, *args)
         self.pending += 1
         future.add_done_callback(self.done.put)
@@ -462,19 +477,24 @@ class _Scan:
         blobs = 0
         for event in events:
             kind = event[0]
-            if kind == "blob":
-                store.add_blob(event[1], event[2], event[3])
-                blobs += 1
+            if kind == "blobs":
+                add_blob = store.add_blob
+                for raw, size, mtime in event[1]:
+                    add_blob(raw, size, mtime)
+                blobs += len(event[1])
             elif kind == "spawn":
                 self.submit(event[1], *event[2:])
-            elif kind == "layer":
-                _, repo, digest, target, _mtime = event
-                self._layer_link(repo, digest, target)
-            elif kind == "revision":
-                _, repo, digest, target, mtime = event
-                blob_id = store.intern(target)
-                store.repository(repo).revisions[blob_id] = mtime
-                self.want_manifest(target, blob_id)
+            elif kind == "layers":
+                store.repository(event[1]).layer_links += event[2]
+            elif kind == "alias":
+                _, repo, digest, target = event
+                store.repository(repo).aliases[digest] = store.intern(target)
+            elif kind == "revisions":
+                revisions = store.repository(event[1]).revisions
+                for target, mtime in event[2]:
+                    blob_id = store.intern(target)
+                    revisions[blob_id] = mtime
+                    self.want_manifest(target, blob_id)
             elif kind == "tag":
                 _, repo, tag, current, mtime, history = event
                 current_id = store.intern(current) if current is not None else NO_ID
@@ -498,14 +518,6 @@ class _Scan:
             else:  # pragma: no cover - a bug, not an input problem
                 raise AssertionError(f"unknown scan event {kind!r}")
         self.progress("blobs", blobs)
-
-    def _layer_link(self, repo_name: str, digest: Digest, target: Digest) -> None:
-        repo = self.store.repository(repo_name)
-        target_id = self.store.intern(target)
-        if digest.algorithm == "sha256":
-            repo.layer_links.append(target_id)
-        else:
-            repo.aliases[digest] = target_id
 
 
 def scan(storage: Storage, rootdirectory: str, options: ScanOptions = ScanOptions()) -> Store:

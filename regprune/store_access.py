@@ -28,8 +28,10 @@ def locate(path: str) -> str:
 
 
 def open_store(path: str, workers: int = DEFAULT_WORKERS, progress: Optional[Progress] = None,
-               read_all_links: bool = False) -> Opened:
+               read_all_links: bool = False, tag_history: bool = True) -> Opened:
     root = locate(path)
     storage = LocalStorage(root)
-    store = scan(storage, root, ScanOptions(workers=workers, read_all_links=read_all_links, progress=progress))
+    options = ScanOptions(workers=workers, read_all_links=read_all_links, tag_history=tag_history,
+                          progress=progress)
+    store = scan(storage, root, options)
     return Opened(root, storage, Graph(store))
