@@ -92,6 +92,9 @@ class Digest:
     def __setattr__(self, name: str, value: object) -> None:
         raise AttributeError("Digest is immutable")
 
+    def __reduce__(self) -> tuple:
+        return (Digest, (self.algorithm, self.hex))
+
     def __str__(self) -> str:
         return f"{self.algorithm}:{self.hex}"
 

@@ -50,30 +50,32 @@ class Manifest(NamedTuple):
         return ((self.config,) if self.config else ()) + self.layers
 
 
+_new_descriptor = tuple.__new__  # Descriptor(...) goes through a Python-level __new__; this is per blob
+
+
 def _descriptor(obj: object, where: str) -> Descriptor:
-    if not isinstance(obj, dict):
+    if type(obj) is not dict:
         raise ManifestError(f"{where} is not an object")
     raw = obj.get("digest")
+    if type(raw) is not str:
+        raise ManifestError(f"{where} has no digest")
     try:
-        digest = Digest.parse(raw) if isinstance(raw, str) else None
+        digest = Digest.parse(raw)
     except InvalidDigest as exc:
         raise ManifestError(f"{where}: {exc}") from None
-    if digest is None:
-        raise ManifestError(f"{where} has no digest")
     size = obj.get("size", -1)
-    if not isinstance(size, int) or isinstance(size, bool):
+    if type(size) is not int:
         raise ManifestError(f"{where} has a size that is not an integer")
     media_type = obj.get("mediaType", "")
-    if not isinstance(media_type, str):
+    if type(media_type) is not str:
         raise ManifestError(f"{where} has a mediaType that is not a string")
-    urls = obj.get("urls")
     platform = obj.get("platform")
     label = ""
-    if isinstance(platform, dict):
+    if type(platform) is dict:
         label = "/".join(
             str(platform[k]) for k in ("os", "architecture", "variant") if isinstance(platform.get(k), str)
         )
-    return Descriptor(digest, size, media_type, bool(urls), label)
+    return _new_descriptor(Descriptor, (digest, size, media_type, bool(obj.get("urls")), label))
 
 
 def _descriptors(doc: dict, key: str) -> Tuple[Descriptor, ...]:

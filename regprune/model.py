@@ -164,3 +164,46 @@ class Store:
 
     def add_finding(self, finding: Finding) -> None:
         self.findings.append(finding)
+
+    # ------------------------------------------------------------------------- across processes
+    def __getstate__(self) -> dict:
+        state = {k: v for k, v in self.__dict__.items() if k != "_ids"}  # rebuilt from _raw
+        return state
+
+    def __setstate__(self, state: dict) -> None:
+        self.__dict__.update(state)
+        self._ids = {raw: i for i, raw in enumerate(self._raw)}
+
+    def merge(self, other: Store) -> None:
+        """Fold in what another scan of a disjoint part of the same store found (ids are renumbered)."""
+        remap = array("l", (self.intern_raw(raw) for raw in other._raw))
+        for i in range(len(other._raw)):
+            if other.stored[i]:
+                j = remap[i]
+                self.sizes[j] = other.sizes[i]
+                self.mtimes[j] = other.mtimes[i]
+                self.stored[j] = 1
+
+        def m(i: int) -> int:
+            return remap[i] if i != NO_ID else NO_ID
+
+        for i, node in other.manifests.items():
+            if remap[i] not in self.manifests:
+                self.manifests[remap[i]] = node._replace(
+                    config=m(node.config), refs=tuple(remap[r] for r in node.refs),
+                    children=tuple(remap[c] for c in node.children), subject=m(node.subject),
+                    foreign=tuple(remap[f] for f in node.foreign))
+        for i, problem in other.unreadable_manifests.items():
+            self.unreadable_manifests.setdefault(remap[i], problem)
+        for name, repo in other.repositories.items():
+            mine = self.repository(name)
+            mine.has_layers = mine.has_layers or repo.has_layers
+            mine.has_manifests = mine.has_manifests or repo.has_manifests
+            mine.revisions.update({remap[r]: t for r, t in repo.revisions.items()})
+            mine.tags.update({t: info._replace(current=m(info.current), history=tuple(remap[h] for h in info.history))
+                              for t, info in repo.tags.items()})
+            mine.layer_links += repo.layer_links
+            mine.aliases.update({d: remap[t] for d, t in repo.aliases.items()})
+            mine.uploads.extend(repo.uploads)
+        self.findings.extend(other.findings)
+        self.pull_through_cache = self.pull_through_cache or other.pull_through_cache

@@ -114,6 +114,9 @@ _MISSING = (errno.ENOENT, errno.ENOTDIR)
 class LocalStorage:
     """A store on a local or mounted filesystem (a NAS share over NFS/SMB looks the same)."""
 
+    #: Safe to use from forked scan processes: it holds no open handles, only a path.
+    forkable = True
+
     def __init__(self, root: str) -> None:
         self.root = os.path.abspath(root)
 
@@ -126,18 +129,19 @@ class LocalStorage:
     def list_dir(self, rel: str) -> Optional[List[Entry]]:
         path = self._abs(rel)
         out: List[Entry] = []
+        new = tuple.__new__  # Entry(...) costs a Python-level call per entry; listings hold 100k+ of them
         try:
             with os.scandir(path) as it:
                 for e in it:
-                    if e.is_symlink():
-                        kind = SYMLINK
-                    elif e.is_dir(follow_symlinks=False):
+                    if e.is_dir(follow_symlinks=False):  # False for a symbolic link to a directory
                         kind = DIR
                     elif e.is_file(follow_symlinks=False):
                         kind = FILE
+                    elif e.is_symlink():
+                        kind = SYMLINK
                     else:
                         kind = OTHER
-                    out.append(Entry(e.name, kind))
+                    out.append(new(Entry, (e.name, kind)))
         except OSError as exc:
             if exc.errno in _MISSING:
                 return None
@@ -152,7 +156,7 @@ class LocalStorage:
             if exc.errno in _MISSING:
                 return None
             raise StorageError(path, exc.strerror or str(exc)) from exc
-        return Stat(_kind_of_mode(st.st_mode), st.st_size, st.st_mtime)
+        return tuple.__new__(Stat, (_kind_of_mode(st.st_mode), st.st_size, st.st_mtime))
 
     def _open(self, path: str) -> int:
         try:
