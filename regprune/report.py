@@ -81,10 +81,27 @@ def _image_row(graph: Graph, rg: RepoGraph, rev: int, need_counts: Dict[int, int
         "media_type": node.media_type if node is not None else "",
         "bytes": total,
         "exclusive_bytes": exclusive,
-        "platforms": sorted(p for p in node.platforms) if node is not None and node.children else [],
+        "platforms": _platforms(graph, rg, rev),
         "created": None,
         "pushed": iso_time(pushed),
     }
+
+
+def _platforms(graph: Graph, rg: RepoGraph, rev: int) -> List[str]:
+    """The platforms of an index's images, through nested indexes (whose own entries name none)."""
+    node = graph.node(rev)
+    if node is None or node.kind != manifest_mod.INDEX:
+        return []
+    found = set()
+    for member in graph.image_closure(rg, rev):
+        member_node = graph.node(member)
+        if member_node is None or member_node.kind != manifest_mod.INDEX:
+            continue
+        for child, label in zip(member_node.children, member_node.platforms):
+            child_node = graph.node(child)
+            if label and not (child_node is not None and child_node.kind == manifest_mod.INDEX):
+                found.add(label)
+    return sorted(found)
 
 
 def _config_of(graph: Graph, rg: RepoGraph, rev: int) -> List[int]:

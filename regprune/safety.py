@@ -9,13 +9,24 @@ from typing import List, NamedTuple, Optional
 
 from . import layout
 from .errors import Refused
+from .findings import Finding
 from .graph import Graph
 from .plan import DeletionPlan
 
 RECENT_UPLOAD_SECONDS = 600
 #: Damage that hides part of the store from the scan: whatever is behind it may need any blob.
 UNTRUSTWORTHY = ("symlink", "unreadable")
-UNREADABLE_MANIFESTS = ("manifest-unparseable", "manifest-unknown-type")
+#: What may hide a manifest's references: a manifest nobody can parse, a revision whose blob is gone,
+#: and a broken revision or tag link (the manifest it meant may still be repaired, if its blobs stay).
+UNREADABLE_MANIFESTS = ("manifest-unparseable", "manifest-unknown-type", "revision-blob-missing",
+                        "tag-target-missing")
+BROKEN_LINKS = ("link-empty", "link-malformed", "link-mismatch")
+
+
+def _hides_references(finding: Finding) -> bool:
+    if finding.code in UNREADABLE_MANIFESTS:
+        return True
+    return finding.code in BROKEN_LINKS and "/_manifests/" in finding.path
 
 
 class Overrides(NamedTuple):
@@ -81,11 +92,11 @@ def refuse_if_unsafe(graph: Graph, plan: DeletionPlan, overrides: Overrides, now
         raise Refused(f"{f.path}: {f.code} {f.value!r}: the scan cannot see behind it, so no deletion is safe; "
                       f"fix it first ({len(hiding)} such finding(s); `regprune check` lists them)")
     touches_data = bool(plan.blobs or plan.layer_links or plan.repositories)
-    unreadable = [f for f in findings if f.code in UNREADABLE_MANIFESTS]
+    unreadable = [f for f in findings if _hides_references(f)]
     if unreadable and touches_data and not overrides.ignore_unreadable:
         f = unreadable[0]
-        raise Refused(f"{f.path}: {f.code} {f.value!r}: nobody knows which blobs it needs; refusing to delete "
-                      "blobs (override: --ignore-unreadable)")
+        raise Refused(f"{f.path}: {f.code} {f.value!r}: a manifest whose references cannot be read may need the "
+                      "blobs this would delete; refusing (override: --ignore-unreadable)")
     if overrides.force:
         return
     running = _registry_processes(store.rootdirectory)

@@ -146,10 +146,15 @@ def task_blob_prefix(storage: Storage, prefix: str) -> list:
     return events
 
 
-def task_blob_stats(storage: Storage, hexes: List[str]) -> list:
+def task_blob_stats(storage: Storage, hexes: List[str], read_all: bool) -> list:
     events: list = []
     found = []
     for hex_ in hexes:
+        if read_all:  # check: what else sits in the blob's directory (NAS litter, stray files)
+            blob_dir = layout.parent(layout.blob_data_hex(hex_)) if is_hex(hex_, 64) else ""
+            for entry in (_list(storage, blob_dir, events) or ()) if blob_dir else ():
+                if entry.name != "data":
+                    _classify_extra(blob_dir, entry, events)
         try:
             rel = layout.blob_data_hex(hex_)
         except InvalidDigest:
@@ -366,6 +371,10 @@ def task_tags(storage: Storage, repo: str, tags: List[str], read_all: bool, tag_
     events: list = []
     for tag in tags:
         rel = layout.TagCurrentLink(repo, tag).path()
+        if read_all:
+            for entry in _list(storage, layout.parent(rel), events) or ():
+                if entry.name != "link":
+                    _classify_extra(layout.parent(rel), entry, events)
         current: Optional[Digest] = None
         mtime = 0.0
         try:
@@ -465,7 +474,7 @@ class _Scan:
 
     def submit(self, fn: Callable, *args) -> None:
         assert self.pool is not None
-        if fn in (task_links, task_layers_dir):
+        if fn in (task_links, task_layers_dir, task_blob_stats):
             args = args + (self.options.read_all_links,)
         elif fn in (task_blob_root, task_repo_dir):
             args = args + (self.options.shard,)
