@@ -2,8 +2,8 @@
 
 The library is usable without the CLI::
 
-    from regprune import open_store
-    graph = open_store("/volume1/docker/registry").graph()
+    from regprune.store_access import open_store
+    graph = open_store("/volume1/docker/registry").graph
 """
 
 from __future__ import annotations

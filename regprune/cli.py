@@ -6,9 +6,13 @@ import sys
 from contextlib import contextmanager
 from typing import TYPE_CHECKING, Callable, Iterator, List, Optional
 
-import click
 import orjson
 import typer
+
+try:  # typer >= 0.20 (Python >= 3.11) bundles its own click; older ones (what a NAS installs) use click
+    from typer._click.exceptions import ClickException
+except ImportError:  # pragma: no cover - exercised on older Pythons
+    from click.exceptions import ClickException  # type: ignore[no-redef]
 
 from . import render, report
 from .errors import EXIT_DAMAGE, EXIT_INTERRUPTED, EXIT_IO, EXIT_OK, RegpruneError
@@ -62,7 +66,7 @@ def scan_store(root: str, workers: int, quiet: bool, read_all_links: bool = Fals
                 bar.update(n)  # type: ignore[attr-defined]
 
         return open_store(root, workers=workers, progress=progress if bar else None,
-                          read_all_links=read_all_links, tag_history=tag_history)
+                          read_all_links=read_all_links, tag_history=tag_history, stat_layer_links=tag_history)
 
 
 @app.command()
@@ -76,7 +80,7 @@ def du(
 ) -> None:
     """What uses the disk: totals, garbage, and one row per repository."""
     if sort not in report.SORTS:
-        raise click.BadParameter(f"{sort!r} is not one of {', '.join(report.SORTS)}", param_hint="--sort")
+        raise typer.BadParameter(f"{sort!r} is not one of {', '.join(report.SORTS)}", param_hint="--sort")
     opened = scan_store(root, workers, quiet)
     result = report.du(opened.graph, sort=sort, top=top)
     if json:
@@ -149,7 +153,7 @@ def _confirm(the_plan: DeletionPlan, yes: bool) -> None:
     if yes:
         return
     if not sys.stdin.isatty():
-        raise UsageError("not a terminal: add --yes to delete for real (or --dry-run to see the plan)")
+        raise UsageError("not a terminal: add --yes to delete for real")
     if not typer.confirm(f"Delete this, freeing {render.size(the_plan.bytes_freed)}?", default=False):
         raise typer.Exit(EXIT_OK)
 
@@ -169,9 +173,10 @@ def _destructive(root: str, command: str, select: Callable[[Graph], Selection], 
         ctx = deletion.session(root, workers=workers, progress=progress if bar else None, lock=not dry_run)
         opened = ctx.__enter__()
     try:
+        # a dry run writes nothing: a registry at work (or a fresh upload) cannot be harmed by planning
         the_plan = deletion.plan(opened, select(opened.graph), command, grace_seconds,
-                                 Overrides(force=force, ignore_unreadable=ignore_unreadable))
-        doc = the_plan.to_json(dry_run=True)
+                                 Overrides(force=force or dry_run, ignore_unreadable=ignore_unreadable))
+        doc = the_plan.to_json(dry_run=dry_run)
         if dry_run or the_plan.is_empty():
             if json:
                 emit_json(doc)
@@ -228,7 +233,7 @@ def untagged(
     from .refs import select_repositories
 
     names = repositories or []
-    _destructive(root, "untagged " + " ".join(names), lambda g: Selection(untagged=select_repositories(g, names)),
+    _destructive(root, " ".join(["untagged"] + names), lambda g: Selection(untagged=select_repositories(g, names)),
                  dry_run, json, yes, grace, force, ignore_unreadable, workers, quiet)
 
 
@@ -299,13 +304,13 @@ def main(argv: Optional[List[str]] = None) -> None:
     """The one boundary where errors turn into messages and exit codes."""
     try:
         code = app(args=argv, prog_name="regprune", standalone_mode=False)
-    except click.exceptions.Abort:
+    except typer.Abort:
         sys.stderr.write("Interrupted.\n")
         sys.exit(EXIT_INTERRUPTED)
     except KeyboardInterrupt:
         sys.stderr.write("Interrupted.\n")
         sys.exit(EXIT_INTERRUPTED)
-    except click.ClickException as exc:
+    except ClickException as exc:
         exc.show()
         sys.exit(exc.exit_code)
     except RegpruneError as exc:

@@ -66,11 +66,11 @@ def execute(opened: Opened, the_plan: DeletionPlan, argv: Sequence[str], workers
     run = journal.start(storage, the_plan, tuple(argv))
     state = {"run": run}
 
-    def on_phase(phase: str) -> None:
-        state["run"] = journal.record_phase(storage, state["run"], phase)
+    def on_phase(phase: str, freed: int) -> None:
+        state["run"] = journal.record_phase(storage, state["run"], phase, freed)
 
     outcome = apply_plan(storage, the_plan, workers=workers, on_phase=on_phase, on_progress=on_progress)
-    journal.finish(storage, state["run"], outcome.bytes_freed)
+    journal.finish(storage, state["run"])
     return outcome
 
 
@@ -89,12 +89,12 @@ def resume(opened: Opened, run: journal.Run, safe: DeletionPlan, workers: int = 
     storage = opened.storage
     state = {"run": run}
 
-    def on_phase(phase: str) -> None:
-        state["run"] = journal.record_phase(storage, state["run"], phase)
+    def on_phase(phase: str, freed: int) -> None:
+        state["run"] = journal.record_phase(storage, state["run"], phase, freed)
 
     outcome = apply_plan(storage, safe, workers=workers, phases_done=run.phases_done, on_phase=on_phase,
                          on_progress=on_progress)
-    journal.finish(storage, state["run"], run.bytes_freed + outcome.bytes_freed)
+    journal.finish(storage, state["run"])
     return outcome
 
 

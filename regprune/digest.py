@@ -92,6 +92,9 @@ class Digest:
     def __setattr__(self, name: str, value: object) -> None:
         raise AttributeError("Digest is immutable")
 
+    def __delattr__(self, name: str) -> None:
+        raise AttributeError("Digest is immutable")
+
     def __reduce__(self) -> tuple:
         return (Digest, (self.algorithm, self.hex))
 
@@ -106,7 +109,9 @@ class Digest:
             isinstance(other, Digest) and self.hex == other.hex and self.algorithm == other.algorithm
         )
 
-    def __lt__(self, other: Digest) -> bool:
+    def __lt__(self, other: object) -> bool:
+        if not isinstance(other, Digest):
+            return NotImplemented
         return (self.algorithm, self.hex) < (other.algorithm, other.hex)
 
     def __hash__(self) -> int:

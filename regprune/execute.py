@@ -53,7 +53,7 @@ def _remove_link_dir(storage: Storage, link_rel: str) -> None:
 
 class Executor:
     def __init__(self, storage: Storage, workers: int = 8,
-                 on_phase: Optional[Callable[[str], None]] = None,
+                 on_phase: Optional[Callable[[str, int], None]] = None,
                  on_progress: Optional[Callable[[str, int], None]] = None) -> None:
         self.storage = storage
         self.workers = workers
@@ -138,13 +138,14 @@ class Executor:
         for phase in PHASES:
             if phase in phases_done:
                 continue
+            before = self.freed
             getattr(self, phase)(plan)
             if self.on_phase is not None:
-                self.on_phase(phase)
+                self.on_phase(phase, self.freed - before)
         return Outcome(self.freed, tuple(self.skipped))
 
 
 def apply_plan(storage: Storage, plan: DeletionPlan, workers: int = 8, phases_done: Sequence[str] = (),
-               on_phase: Optional[Callable[[str], None]] = None,
+               on_phase: Optional[Callable[[str, int], None]] = None,
                on_progress: Optional[Callable[[str, int], None]] = None) -> Outcome:
     return Executor(storage, workers, on_phase, on_progress).run(plan, phases_done)

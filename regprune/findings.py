@@ -68,7 +68,7 @@ class Finding(NamedTuple):
         return CODES[self.code][0]
 
     def sort_key(self) -> tuple:
-        return (SEVERITIES.index(self.severity), self.path, self.code, self.value)
+        return (SEVERITIES.index(self.severity), self.path, self.code, self.value, self.detail)
 
     def to_json(self) -> dict:
         out = {"code": self.code, "severity": self.severity, "path": self.path, "value": self.value}

@@ -153,7 +153,8 @@ class Graph:
             elif node.kind == manifest_mod.SCHEMA1:
                 add(Finding("schema1", path, str(store.digest(rev))))
             foreign = set(node.foreign)
-            for ref in node.refs:
+            resolved = [repo.aliases[a] for a in node.aliases if a in repo.aliases]
+            for ref in list(node.refs) + resolved:
                 if not store.stored[ref] and ref not in foreign:
                     add(Finding("blob-missing", layout.BlobData(store.digest(ref)).path(), str(store.digest(ref)),
                                 f"needed by {name}@{store.digest(rev)}"))
@@ -166,14 +167,14 @@ class Graph:
             if current != NO_ID and current not in repo.revisions:
                 add(Finding("tag-target-missing", layout.TagCurrentLink(name, tag).path(),
                             str(store.digest(current))))
-        packed = repo.layer_links
+        packed = repo.layer_links if store.layer_links_checked else b""  # du lists, never opens, them
         for i in range(0, len(packed), 32):
             link = store.lookup_raw(bytes(packed[i:i + 32]))
             if link == NO_ID or not store.stored[link]:
                 digest = Digest.from_raw(bytes(packed[i:i + 32]))
                 add(Finding("layer-link-dangling", layout.LayerLink(name, digest).path(), str(digest)))
         for alias, target in sorted(repo.aliases.items(), key=lambda kv: str(kv[0])):
-            if not store.stored[target]:
+            if store.layer_links_checked and not store.stored[target]:
                 add(Finding("layer-link-dangling", layout.LayerLink(name, alias).path(), str(alias)))
 
     def all_findings(self) -> List[Finding]:

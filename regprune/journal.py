@@ -102,13 +102,14 @@ def start(storage: Storage, plan: DeletionPlan, argv: Tuple[str, ...]) -> Run:
     return run
 
 
-def record_phase(storage: Storage, run: Run, phase: str) -> Run:
-    storage.append(layout.RunLog(run.run_id).path(), f"{_now_iso()} done {phase}\n".encode())
-    return run._replace(phases_done=run.phases_done + (phase,))
+def record_phase(storage: Storage, run: Run, phase: str, freed: int) -> Run:
+    """Append a completed phase and the bytes it freed (so an interrupted run's history still counts them)."""
+    storage.append(layout.RunLog(run.run_id).path(), f"{_now_iso()} done {phase} {freed}\n".encode())
+    return run._replace(phases_done=run.phases_done + (phase,), bytes_freed=run.bytes_freed + freed)
 
 
-def finish(storage: Storage, run: Run, bytes_freed: int) -> Run:
-    run = run._replace(state=DONE, bytes_freed=bytes_freed, finished=_now_iso())
+def finish(storage: Storage, run: Run) -> Run:
+    run = run._replace(state=DONE, finished=_now_iso())
     _write(storage, run)
     return run
 
@@ -119,9 +120,17 @@ def load(storage: Storage, run_id: str) -> Run:
         raise FileNotFoundError(layout.RunJournal(run_id).path())
     doc = orjson.loads(data)
     log = storage.read_small(layout.RunLog(run_id).path(), 1024 * 1024) or b""
-    phases = tuple(line.split(" done ", 1)[1] for line in log.decode().splitlines() if " done " in line)
+    phases = []
+    logged = 0
+    for line in log.decode().splitlines():
+        _, sep, rest = line.partition(" done ")
+        if sep:
+            phase, _, freed = rest.partition(" ")
+            phases.append(phase)
+            logged += int(freed) if freed.isdigit() else 0
+    freed_total = int(doc.get("bytes_freed", 0)) if doc["state"] == DONE else logged
     return Run(doc["id"], doc["created"], doc["command"], tuple(doc.get("argv", ())), doc["state"],
-               _plan_from_doc(doc["plan"]), phases, int(doc.get("bytes_freed", 0)), doc.get("finished"))
+               _plan_from_doc(doc["plan"]), tuple(phases), freed_total, doc.get("finished"))
 
 
 def run_ids(storage: Storage) -> List[str]:

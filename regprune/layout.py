@@ -129,8 +129,8 @@ class RepoDir(NamedTuple):
     def path(self) -> str:
         if not self.name:
             return REPOSITORIES
-        for part in self.name.split("/"):
-            if not (is_path_component(part) or is_domain_component(part)):
+        for i, part in enumerate(self.name.split("/")):
+            if not (is_path_component(part) or (i == 0 and is_domain_component(part))):
                 raise InvalidName(f"not a valid repository name: {self.name!r}")
         return f"{REPOSITORIES}/{self.name}"
 

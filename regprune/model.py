@@ -76,6 +76,7 @@ class Store:
         self.unreadable_manifests: Dict[int, str] = {}  # id -> finding code (missing/unparseable)
         self.findings: List[Finding] = []
         self.pull_through_cache = False
+        self.layer_links_checked = True  # False when the scan only listed _layers/sha256 (du, ls)
 
     # ------------------------------------------------------------------------------------------ blobs
     def intern(self, digest: Digest) -> int:

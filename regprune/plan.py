@@ -243,8 +243,7 @@ def make_plan(graph: Graph, sel: Selection, command: str, grace_seconds: float =
             if not (sel.gc or target in lost or name in sel.repositories):
                 continue
             if target != NO_ID and is_recent(target) and name not in sel.repositories:
-                kept_blobs.add(target)
-                busy = True
+                busy = True  # the blob itself is counted below, if it was going to go
                 continue
             links.append(LayerLinkAction(name, link_digest))
         for upload in sorted(repo.uploads):

@@ -62,6 +62,9 @@ def _registry_processes(rootdirectory: str) -> List[str]:
 def _serves(pid: str, argv: List[str], root: str) -> Optional[bool]:
     """True/False when the process's storage root can be read, None when it cannot be told."""
     try:
+        if os.readlink(f"/proc/{pid}/ns/mnt") != os.readlink("/proc/self/ns/mnt"):
+            return None  # in a container: its paths are not ours, and its volume may be this store
+
         with open(f"/proc/{pid}/environ", "rb") as fh:
             env = dict(kv.split(b"=", 1) for kv in fh.read().split(b"\0") if b"=" in kv)
         from_env = env.get(b"REGISTRY_STORAGE_FILESYSTEM_ROOTDIRECTORY")

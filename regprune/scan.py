@@ -27,7 +27,7 @@ from . import manifest as manifest_mod
 from .digest import HEX_LENGTHS, Digest, InvalidDigest, is_hex
 from .findings import Finding, is_litter
 from .model import NO_ID, Store, Tag, Upload
-from .storage import DIR, FILE, SYMLINK, Entry, Storage, StorageError
+from .storage import DIR, FILE, SYMLINK, Entry, IsSymlink, Storage, StorageError
 
 #: Measured on a local disk and on NFS (docs/performance.md): enough requests in flight to hide
 #: network latency, few enough that the GIL does not eat the gain on a warm local cache.
@@ -42,6 +42,7 @@ class ScanOptions(NamedTuple):
     workers: int = DEFAULT_WORKERS
     read_all_links: bool = False  # read every link body and list every link directory (check)
     tag_history: bool = True  # list tags' index/ history (deletions need it; du and ls do not)
+    stat_layer_links: bool = True  # see each _layers link exists (deletions); du and ls only list them
     progress: Optional[Progress] = None
     shard: Tuple[int, int] = (0, 1)  # (i, n): this scan covers blob prefixes and repositories of share i
     processes: int = 0  # forked scan processes; 0: one per core (at most 4)
@@ -70,6 +71,12 @@ def link_target(body: bytes, path: str, expected: Optional[Digest]) -> Tuple[Opt
     return digest, None
 
 
+def _io_finding(rel: str, exc: StorageError) -> Finding:
+    if isinstance(exc, IsSymlink):
+        return Finding("symlink", rel, rel.rsplit("/", 1)[-1])
+    return Finding("unreadable", rel, exc.reason)
+
+
 def _is_tmp(name: str) -> bool:
     return name.endswith(".tmp")
 
@@ -81,7 +88,7 @@ def _list(storage: Storage, rel: str, events: list) -> Optional[List[Entry]]:
     try:
         return storage.list_dir(rel)
     except StorageError as exc:
-        events.append(("finding", Finding("unreadable", rel, exc.reason)))
+        events.append(("finding", _io_finding(rel, exc)))
         return None
 
 
@@ -164,7 +171,7 @@ def task_blob_stats(storage: Storage, hexes: List[str], read_all: bool) -> list:
         try:
             st = storage.stat(rel)
         except StorageError as exc:
-            events.append(("finding", Finding("unreadable", rel, exc.reason)))
+            events.append(("finding", _io_finding(rel, exc)))
             continue
         if st is not None and st.kind == FILE:
             found.append((bytes.fromhex(hex_), st.size, st.mtime))
@@ -271,7 +278,7 @@ def task_revisions(storage: Storage, repo: str) -> list:
     return events
 
 
-def task_layers_dir(storage: Storage, repo: str, read_all: bool) -> list:
+def task_layers_dir(storage: Storage, repo: str, read_all: bool, stat_links: bool) -> list:
     """`_layers` links. Their presence is what du needs (their body repeats their path), so a listing
     is enough; `check` reads each one, and alias links (sha384/sha512) are always read: their body
     names the stored sha256 blob."""
@@ -280,7 +287,7 @@ def task_layers_dir(storage: Storage, repo: str, read_all: bool) -> list:
     for entry in _list(storage, directory, events) or ():
         if entry.kind == DIR and entry.name in HEX_LENGTHS:
             hexes = _hex_dirs(storage, layout.LayersDir(repo, entry.name).path(), entry.name, events)
-            if entry.name == "sha256" and not read_all:
+            if entry.name == "sha256" and not read_all and not stat_links:
                 events.append(("layers", repo, b"".join(bytes.fromhex(h) for h in hexes)))
                 continue
             for batch in _batches(hexes):
@@ -316,7 +323,7 @@ def read_link_at(storage: Storage, rel: str, expected: Optional[Digest], read_al
             return None, st.mtime
         body = storage.read_small(rel, LINK_LIMIT)
     except StorageError as exc:
-        events.append(("finding", Finding("unreadable", rel, exc.reason)))
+        events.append(("finding", _io_finding(rel, exc)))
         return None, 0.0
     if body is None:
         return None, 0.0
@@ -380,7 +387,7 @@ def task_tags(storage: Storage, repo: str, tags: List[str], read_all: bool, tag_
         try:
             found = storage.read_small_stat(rel, LINK_LIMIT)
         except StorageError as exc:
-            events.append(("finding", Finding("unreadable", rel, exc.reason)))
+            events.append(("finding", _io_finding(rel, exc)))
             found = None
         if found is None:
             events.append(("finding", Finding("tag-no-current", rel, tag)))
@@ -434,7 +441,7 @@ def task_uploads_dir(storage: Storage, repo: str) -> list:
             st = storage.stat(data_rel)
             size = st.size if st is not None and st.kind == FILE else 0
         except StorageError as exc:
-            events.append(("finding", Finding("unreadable", started_rel, exc.reason)))
+            events.append(("finding", _io_finding(started_rel, exc)))
         if started is None:
             events.append(("finding", Finding("upload-no-startedat", started_rel, upload_id)))
         events.append(("upload", repo, Upload(upload_id, size, started)))
@@ -447,6 +454,9 @@ def task_manifests(storage: Storage, digests: List[Digest]) -> list:
         rel = layout.BlobData(digest).path()
         try:
             data = storage.read_small(rel, manifest_mod.MAX_MANIFEST_SIZE)
+        except IsSymlink as exc:
+            events.append(("finding", _io_finding(rel, exc)))
+            continue
         except StorageError as exc:
             events.append(("manifest-error", digest, "manifest-unparseable", exc.reason))
             continue
@@ -474,7 +484,9 @@ class _Scan:
 
     def submit(self, fn: Callable, *args) -> None:
         assert self.pool is not None
-        if fn in (task_links, task_layers_dir, task_blob_stats):
+        if fn is task_layers_dir:
+            args = args + (self.options.read_all_links, self.options.stat_layer_links)
+        elif fn in (task_links, task_blob_stats):
             args = args + (self.options.read_all_links,)
         elif fn in (task_blob_root, task_repo_dir):
             args = args + (self.options.shard,)
@@ -632,6 +644,7 @@ def scan(storage: Storage, rootdirectory: str, options: ScanOptions = ScanOption
         store = _scan_processes(storage, rootdirectory, options, processes)
     else:
         store = _Scan(storage, Store(rootdirectory), options).run()
+    store.layer_links_checked = options.read_all_links or options.stat_layer_links
     try:
         store.pull_through_cache = storage.stat(layout.SCHEDULER_STATE) is not None
     except StorageError as exc:

@@ -54,6 +54,10 @@ class Locked(StorageError):
     pass
 
 
+class IsSymlink(StorageError):
+    """A path that is a symbolic link where a file was expected: never followed."""
+
+
 class Lock(Protocol):
     def release(self) -> None: ...
 
@@ -163,7 +167,7 @@ class LocalStorage:
             return os.open(path, os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0))
         except OSError as exc:
             if exc.errno == errno.ELOOP:
-                raise StorageError(path, "is a symbolic link (not followed)") from exc
+                raise IsSymlink(path, "is a symbolic link (not followed)") from exc
             raise
 
     def read_small(self, rel: str, limit: int) -> Optional[bytes]:

@@ -28,10 +28,12 @@ def locate(path: str) -> str:
 
 
 def open_store(path: str, workers: int = DEFAULT_WORKERS, progress: Optional[Progress] = None,
-               read_all_links: bool = False, tag_history: bool = True) -> Opened:
+               read_all_links: bool = False, tag_history: bool = True, stat_layer_links: bool = True) -> Opened:
+    """Scan and graph a store. The defaults see everything a deletion needs; the reports turn off
+    what they do not show (tag history, the existence of each `_layers` link) to save a syscall a file."""
     root = locate(path)
     storage = LocalStorage(root)
     options = ScanOptions(workers=workers, read_all_links=read_all_links, tag_history=tag_history,
-                          progress=progress)
+                          stat_layer_links=stat_layer_links, progress=progress)
     store = scan(storage, root, options)
     return Opened(root, storage, Graph(store))
