@@ -288,7 +288,7 @@ def task_layers_dir(storage: Storage, repo: str, read_all: bool, stat_links: boo
         if entry.kind == DIR and entry.name in HEX_LENGTHS:
             hexes = _hex_dirs(storage, layout.LayersDir(repo, entry.name).path(), entry.name, events)
             if entry.name == "sha256" and not read_all and not stat_links:
-                events.append(("layers", repo, b"".join(bytes.fromhex(h) for h in hexes)))
+                events.append(("layers", repo, bytes.fromhex("".join(hexes))))
                 continue
             for batch in _batches(hexes):
                 events.append(("spawn", task_links, "layer", repo, entry.name, batch))
@@ -595,17 +595,18 @@ def _scan_processes(storage: Storage, rootdirectory: str, options: ScanOptions, 
     counter = ctx.Value("q", 0)
     per_process = options._replace(workers=max(2, options.workers // processes))
     children = []
-    for i in range(processes):
+    for i in range(1, processes):  # shard 0 is this process's own, scanned while the others run
         receive, send = ctx.Pipe(duplex=False)
         proc = ctx.Process(target=_scan_shard, name=f"regprune-scan-{i}",
                            args=(storage, rootdirectory, per_process._replace(shard=(i, processes)), send, counter))
         proc.start()
         send.close()
         children.append((proc, receive))
-    results = {}
+    results: dict = {}
     reported = 0
     try:
-        waiting = {conn: i for i, (_, conn) in enumerate(children)}
+        results[0] = _Scan(storage, Store(rootdirectory), per_process._replace(shard=(0, processes))).run()
+        waiting = {conn: i for i, (_, conn) in enumerate(children, start=1)}
         while waiting:
             for conn in multiprocessing.connection.wait(list(waiting), timeout=0.2):
                 i = waiting.pop(conn)  # type: ignore[call-overload]

@@ -113,6 +113,9 @@ def _kind_of_mode(mode: int) -> str:
 
 
 _MISSING = (errno.ENOENT, errno.ENOTDIR)
+#: Links, manifests and configs are small: one read of this size is the whole file (a shorter read of a
+#: regular file means end of file), so a second read just to see EOF is saved.
+_FIRST_READ = 256 * 1024
 
 
 class LocalStorage:
@@ -192,12 +195,13 @@ class LocalStorage:
             if want_stat:
                 fst = os.fstat(fd)
                 st = Stat(_kind_of_mode(fst.st_mode), fst.st_size, fst.st_mtime)
-            data = b""
-            while True:  # short reads happen on network filesystems
-                more = os.read(fd, limit + 1 - len(data))
-                if not more:
-                    break
-                data += more
+            data = os.read(fd, min(limit + 1, _FIRST_READ))
+            if len(data) == min(limit + 1, _FIRST_READ):  # maybe more: read on (until EOF, or past limit)
+                while len(data) <= limit:
+                    more = os.read(fd, limit + 1 - len(data))
+                    if not more:
+                        break
+                    data += more
                 if len(data) > limit:
                     raise FileTooLarge(path, f"larger than {limit} bytes")
             return data, st  # type: ignore[return-value]
