@@ -129,8 +129,9 @@ class Executor:
             # then the now-empty directories up the name, stopping at anything still in use
             parts = name.split("/")
             while parts:
-                if not self.storage.remove_empty_dir(layout.RepoDir("/".join(parts)).path()):
-                    break
+                rel = layout.RepoDir("/".join(parts)).path()
+                if not self.storage.remove_empty_dir(rel) and self.storage.stat(rel) is not None:
+                    break  # still holds something (a nested repository, litter): stop climbing
                 parts.pop()
             self._tick("repositories")
 

@@ -45,8 +45,8 @@ class Upload(NamedTuple):
 
 
 class Repository:
-    __slots__ = ("name", "has_layers", "has_manifests", "revisions", "tags", "layer_links", "aliases",
-                 "uploads")
+    __slots__ = ("name", "has_layers", "has_manifests", "revisions", "tags", "layer_links", "layer_link_mtimes",
+                 "aliases", "uploads")
 
     def __init__(self, name: str) -> None:
         self.name = name
@@ -57,6 +57,7 @@ class Repository:
         # sha256 digests with a _layers link, 32 raw bytes each: most are never looked at, so they are not
         # interned (du on a large store would spend a third of its time on them)
         self.layer_links = bytearray()
+        self.layer_link_mtimes = array("d")  # aligned with layer_links when the scan stat'ed them
         self.aliases: Dict[Digest, int] = {}  # sha384/sha512 digest -> sha256 id (alias links)
         self.uploads: List[Upload] = []
 
@@ -109,12 +110,15 @@ class Store:
     def lookup_raw(self, raw: bytes) -> int:
         return self._ids.get(raw, NO_ID)
 
-    def layer_links(self, repo: Repository) -> Iterator[Tuple[Digest, int]]:
-        """(link digest, blob id or NO_ID when never seen elsewhere) for each sha256 `_layers` link."""
+    def layer_links(self, repo: Repository) -> Iterator[Tuple[Digest, int, float]]:
+        """(link digest, blob id or NO_ID when never seen elsewhere, link mtime or 0 when the scan only
+        listed it) for each sha256 `_layers` link."""
         packed = repo.layer_links
-        for i in range(0, len(packed), 32):
+        mtimes = repo.layer_link_mtimes
+        known = len(mtimes) * 32 == len(packed)
+        for n, i in enumerate(range(0, len(packed), 32)):
             raw = bytes(packed[i:i + 32])
-            yield Digest.from_raw(raw), self._ids.get(raw, NO_ID)
+            yield Digest.from_raw(raw), self._ids.get(raw, NO_ID), mtimes[n] if known else 0.0
 
     def digest(self, blob_id: int) -> Digest:
         return Digest.from_raw(self._raw[blob_id])
@@ -204,6 +208,7 @@ class Store:
             mine.tags.update({t: info._replace(current=m(info.current), history=tuple(remap[h] for h in info.history))
                               for t, info in repo.tags.items()})
             mine.layer_links += repo.layer_links
+            mine.layer_link_mtimes += repo.layer_link_mtimes
             mine.aliases.update({d: remap[t] for d, t in repo.aliases.items()})
             mine.uploads.extend(repo.uploads)
         self.findings.extend(other.findings)

@@ -160,6 +160,9 @@ def _plan_repo(graph: Graph, rg: RepoGraph, sel: Selection, recent: float) -> Op
             fresh = [r for r in repo.revisions if repo.revisions[r] > recent]
             roots += fresh
             candidates |= set(repo.revisions)
+        # every revision the selection does not reach stays, untagged ones included: what they list stays too
+        selected = _closure(graph, rg, candidates)
+        roots += [r for r in repo.revisions if r not in selected]
         reachable = _reach(graph, rg, roots, exclude=explicit_revs)
         for rev in sorted(explicit_revs, key=graph.store.digest):
             parents = [p for p in rg.parents.get(rev, ()) if p in reachable]
@@ -167,7 +170,7 @@ def _plan_repo(graph: Graph, rg: RepoGraph, sel: Selection, recent: float) -> Op
                 raise Refused(f"{name}@{graph.store.digest(rev)}: a child of {name}@"
                               f"{graph.store.digest(parents[0])}, which stays; deleting it would break that "
                               "image (delete the index's tag instead)")
-        removed = _closure(graph, rg, candidates) - reachable
+        removed = selected - reachable
         removed &= set(repo.revisions)
     remaining = set(repo.revisions) - removed
     before = graph.needed_by(repo, repo.revisions)
@@ -208,6 +211,7 @@ def make_plan(graph: Graph, sel: Selection, command: str, grace_seconds: float =
     kept_count = 0
     kept_bytes = 0
     kept_blobs: Set[int] = set()
+    fresh_targets: Set[int] = set()  # blobs behind a _layers link kept by the grace window
 
     def is_recent(blob_id: int) -> bool:
         return bool(store.stored[blob_id]) and store.mtimes[blob_id] > recent
@@ -236,14 +240,18 @@ def make_plan(graph: Graph, sel: Selection, command: str, grace_seconds: float =
         freed_candidates |= lost
         busy = False
         # _layers links: those whose blob the repository no longer needs (gc: every unneeded one)
-        link_targets = list(store.layer_links(repo)) + list(repo.aliases.items())
-        for link_digest, target in sorted(link_targets, key=lambda p: (p[0].algorithm, p[0].hex)):
+        link_targets = [(d, t, m > recent) for d, t, m in store.layer_links(repo)]
+        link_targets += [(d, t, False) for d, t in repo.aliases.items()]
+        for link_digest, target, fresh in sorted(link_targets, key=lambda p: (p[0].algorithm, p[0].hex)):
             if target != NO_ID and target in outcome.after:
                 continue
             if not (sel.gc or target in lost or name in sel.repositories):
                 continue
-            if target != NO_ID and is_recent(target) and name not in sel.repositories:
-                busy = True  # the blob itself is counted below, if it was going to go
+            if name not in sel.repositories and (fresh or (target != NO_ID and is_recent(target))):
+                # a push (or cross-repository mount) may be on its way: keep the link and its blob
+                busy = True
+                if target != NO_ID:
+                    fresh_targets.add(target)
                 continue
             links.append(LayerLinkAction(name, link_digest))
         for upload in sorted(repo.uploads):
@@ -268,7 +276,7 @@ def make_plan(graph: Graph, sel: Selection, command: str, grace_seconds: float =
             continue
         if count[b] - lost_need.get(b, 0) > 0:
             continue  # another repository (or a remaining revision) still needs it
-        if is_recent(b):
+        if is_recent(b) or b in fresh_targets:
             kept_blobs.add(b)
             continue
         blobs.append(BlobAction(store.digest(b), store.sizes[b], store.mtimes[b]))
@@ -307,6 +315,7 @@ def revalidate(plan: DeletionPlan, graph: Graph) -> Tuple[DeletionPlan, int]:
         repo = rg.repo
         roots = [info.current for t, info in repo.tags.items()
                  if t not in removed_tags.get(name, ()) and info.current != NO_ID]
+        roots += [r for r in repo.revisions if r not in planned.get(name, ())]
         reachable = _reach(graph, rg, roots)
         going = planned.get(name, set()) - reachable
         remaining = set(repo.revisions) - going
@@ -322,6 +331,7 @@ def revalidate(plan: DeletionPlan, graph: Graph) -> Tuple[DeletionPlan, int]:
             continue
         roots = [info.current for t, info in rg.repo.tags.items()
                  if t not in removed_tags.get(m.repo, ()) and info.current != NO_ID]
+        roots += [r for r in rg.repo.revisions if r not in planned.get(m.repo, ())]
         if blob_id not in _reach(graph, rg, roots):
             safe_manifests.append(m)
     links = []

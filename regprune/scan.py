@@ -342,6 +342,7 @@ def task_links(storage: Storage, kind: str, repo: str, algorithm: str, hexes: Li
     length = HEX_LENGTHS[algorithm]
     found = []
     packed = bytearray()
+    mtimes = []
     for hex_ in hexes:
         digest = Digest(algorithm, hex_)
         target, mtime = read_link_at(storage, layout.link_in(base, hex_, length), digest, read_all, events)
@@ -351,12 +352,13 @@ def task_links(storage: Storage, kind: str, repo: str, algorithm: str, hexes: Li
             found.append((target, mtime))
         elif algorithm == "sha256":
             packed += bytes.fromhex(target.hex)
+            mtimes.append(mtime)
         else:
             events.append(("alias", repo, digest, target))
     if found:
         events.append(("revisions", repo, found))
     if packed:
-        events.append(("layers", repo, bytes(packed)))
+        events.append(("layers", repo, bytes(packed), mtimes))
     return events
 
 
@@ -536,7 +538,10 @@ class _Scan:
             elif kind == "spawn":
                 self.submit(event[1], *event[2:])
             elif kind == "layers":
-                store.repository(event[1]).layer_links += event[2]
+                repo = store.repository(event[1])
+                repo.layer_links += event[2]
+                if len(event) > 3:
+                    repo.layer_link_mtimes.extend(event[3])
             elif kind == "alias":
                 _, repo, digest, target = event
                 store.repository(repo).aliases[digest] = store.intern(target)

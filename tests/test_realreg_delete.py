@@ -280,8 +280,6 @@ def test_untagged_then_gc_on_manifest_lists(scenario, name):
 
 
 @realreg
-@pytest.mark.xfail(strict=True, reason="deleting a tag removes a manifest that an untagged index which stays still "
-                   "lists as a child: that index no longer pulls by digest (index-child-missing)")
 def test_delete_tagged_child_of_an_untagged_list_keeps_the_list_whole(scenario):
     root, exp = scenario("untagged_list_tagged_children")
     (index,) = exp["untagged_revisions"]["multi"]
@@ -358,8 +356,6 @@ def test_grace_window_keeps_recent_blobs(scenario):
 
 
 @realreg
-@pytest.mark.xfail(strict=True, reason="the grace window looks at the blob's mtime, not the _layers link's: a "
-                   "fresh cross-repository mount of an old blob is removed while its push is under way")
 def test_grace_window_keeps_a_fresh_cross_repository_mount(scenario):
     root, exp = scenario("demo")
     orphan = exp["unreferenced_layer_links"]["team/web"][0]  # an old blob only team/web's _layers names
