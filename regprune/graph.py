@@ -99,16 +99,7 @@ class Graph:
             if node.subject != NO_ID:
                 rg.referrers.setdefault(node.subject, []).append(rev)
 
-        # reachable: from tags, through children and referrers
-        stack = [rev for rev in rg.tagged if rev in repo.revisions]
-        reachable = rg.reachable
-        while stack:
-            rev = stack.pop()
-            if rev in reachable:
-                continue
-            reachable.add(rev)
-            stack.extend(self.children_in_repo(repo, rev))
-            stack.extend(rg.referrers.get(rev, ()))
+        reachable = rg.reachable = self.reach(rg, rg.tagged)
         rg.untagged = set(repo.revisions) - reachable
 
         needed = self.needed_by(repo, repo.revisions, report=True)
@@ -121,6 +112,20 @@ class Graph:
         for b in self.needed_by(repo, rg.untagged):
             self.untagged_need[b] = 1
         return rg
+
+    def reach(self, rg: RepoGraph, roots: Iterable[int], exclude: Set[int] = frozenset()) -> Set[int]:
+        """Revisions reachable from `roots` through children and referrers, never entering `exclude`."""
+        repo = rg.repo
+        seen: Set[int] = set(exclude)
+        stack = [r for r in roots if r in repo.revisions]
+        while stack:
+            rev = stack.pop()
+            if rev in seen:
+                continue
+            seen.add(rev)
+            stack.extend(self.children_in_repo(repo, rev))
+            stack.extend(rg.referrers.get(rev, ()))
+        return seen - exclude
 
     def needed_by(self, repo: Repository, revisions: Iterable[int], report: bool = False) -> Set[int]:
         out: Set[int] = set()

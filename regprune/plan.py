@@ -113,23 +113,12 @@ class _RepoOutcome(NamedTuple):
 
 
 def _reach(graph: Graph, rg: RepoGraph, roots: Iterable[int], exclude: Set[int] = frozenset()) -> Set[int]:
-    """Revisions reachable from `roots` through children and referrers, never entering `exclude`."""
-    repo = rg.repo
-    seen: Set[int] = set(exclude)
-    stack = [r for r in roots if r in repo.revisions]
-    while stack:
-        rev = stack.pop()
-        if rev in seen:
-            continue
-        seen.add(rev)
-        stack.extend(graph.children_in_repo(repo, rev))
-        stack.extend(rg.referrers.get(rev, ()))
-    return seen - exclude
+    return graph.reach(rg, roots, exclude)
 
 
 def _closure(graph: Graph, rg: RepoGraph, roots: Iterable[int]) -> Set[int]:
     """Roots, their children and their referrers, recursively."""
-    return _reach(graph, rg, roots)
+    return graph.reach(rg, roots)
 
 
 def _plan_repo(graph: Graph, rg: RepoGraph, sel: Selection, recent: float) -> Optional[_RepoOutcome]:
