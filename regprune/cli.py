@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import sys
 from contextlib import contextmanager
-from typing import TYPE_CHECKING, Callable, Iterator, List, Optional
+from typing import TYPE_CHECKING, Callable, Iterator, List, Optional, Tuple
 
 import orjson
 import typer
@@ -158,8 +158,13 @@ def _confirm(the_plan: DeletionPlan, yes: bool) -> None:
         raise typer.Exit(EXIT_OK)
 
 
+#: What a command may add to the plan it shows: (extra JSON keys, text before the plan, text after it).
+Explain = Callable[["Opened", "DeletionPlan"], Tuple[dict, str, str]]
+
+
 def _destructive(root: str, command: str, select: Callable[[Graph], Selection], dry_run: bool, json: bool,
-                 yes: bool, grace: str, force: bool, ignore_unreadable: bool, workers: int, quiet: bool) -> None:
+                 yes: bool, grace: str, force: bool, ignore_unreadable: bool, workers: int, quiet: bool,
+                 explain: Optional[Explain] = None) -> None:
     from . import deletion
     from .refs import parse_duration
     from .safety import Overrides
@@ -176,26 +181,28 @@ def _destructive(root: str, command: str, select: Callable[[Graph], Selection], 
         # a dry run writes nothing: a registry at work (or a fresh upload) cannot be harmed by planning
         the_plan = deletion.plan(opened, select(opened.graph), command, grace_seconds,
                                  Overrides(force=force or dry_run, ignore_unreadable=ignore_unreadable))
-        doc = the_plan.to_json(dry_run=dry_run)
+        extra, before, after = explain(opened, the_plan) if explain is not None else ({}, "", "")
+        doc = dict(the_plan.to_json(dry_run=dry_run), **extra)
         if dry_run or the_plan.is_empty():
             if json:
                 emit_json(doc)
             else:
-                typer.echo(render.plan(doc, f"DRY RUN: {command}" if dry_run else "nothing to delete"))
+                typer.echo(before + render.plan(doc, f"DRY RUN: {command}" if dry_run else "nothing to delete")
+                           + after)
             return
         if not json:
-            typer.echo(render.plan(doc, f"PLAN: {command}"))
+            typer.echo(before + render.plan(doc, f"PLAN: {command}") + after)
         _confirm(the_plan, yes)
         with progress_bar(quiet, "deleting", " steps") as bar:
             outcome = deletion.execute(opened, the_plan, sys.argv, workers=workers,
                                        on_progress=(lambda _p, n: bar.update(n)) if bar else None)
-        _report_outcome(the_plan, outcome, json)
+        _report_outcome(the_plan, outcome, json, extra)
     finally:
         ctx.__exit__(None, None, None)
 
 
-def _report_outcome(the_plan: DeletionPlan, outcome: Outcome, json: bool) -> None:
-    doc = the_plan.to_json(dry_run=False)
+def _report_outcome(the_plan: DeletionPlan, outcome: Outcome, json: bool, extra: Optional[dict] = None) -> None:
+    doc = dict(the_plan.to_json(dry_run=False), **(extra or {}))
     doc["bytes_freed"] = outcome.bytes_freed
     doc["skipped"] = [{"path": p, "why": w} for p, w in outcome.skipped]
     if json:
@@ -235,6 +242,55 @@ def untagged(
     names = repositories or []
     _destructive(root, " ".join(["untagged"] + names), lambda g: Selection(untagged=select_repositories(g, names)),
                  dry_run, json, yes, grace, force, ignore_unreadable, workers, quiet)
+
+
+@app.command()
+def prune(
+    patterns: Optional[List[str]] = typer.Argument(None, metavar="[REPO_PATTERN]...",
+                                                   help="Repositories to prune: names or patterns (team/*, "
+                                                        "** crosses /); default all."),
+    keep_last: Optional[int] = typer.Option(None, "--keep-last", metavar="N", min=0,
+                                            help="Keep the N most recent candidate tags of each repository."),
+    keep: Optional[List[str]] = typer.Option(None, "--keep", metavar="REGEX",
+                                             help="Always keep tags matching this (not counted in N); repeatable."),
+    only: Optional[str] = typer.Option(None, "--only", metavar="REGEX",
+                                       help="Candidate tags: those matching this (default all); others stay."),
+    older_than: Optional[str] = typer.Option(None, "--older-than", metavar="DURATION",
+                                             help="Drop a candidate only if it is also older than this."),
+    order: str = typer.Option("pushed", "--order", metavar="pushed|created",
+                              help="Recency: when the tag was last pushed, or the image config's created."),
+    untagged_too: bool = typer.Option(False, "--untagged",
+                                      help="Also delete the untagged manifests of these repositories."),
+    root: str = ROOT, dry_run: bool = DRY_RUN, json: bool = JSON, yes: bool = YES, grace: str = GRACE,
+    force: bool = FORCE, ignore_unreadable: bool = IGNORE_UNREADABLE, workers: int = WORKERS, quiet: bool = QUIET,
+) -> None:
+    """Apply a retention policy: per repository, keep the tags it names and the most recent ones; delete the
+    rest and every blob only they needed."""
+    import time
+
+    from . import retention
+    from .configs import read_created
+    from .storage import LocalStorage
+
+    policy = retention.make_policy(keep_last, keep or (), only, older_than, order)
+    names = patterns or []
+    now = time.time()
+    found: dict = {}
+
+    def select(graph: Graph) -> Selection:
+        storage = LocalStorage(graph.store.rootdirectory)  # configs are read only with --order created
+        found["retention"] = retention.evaluate(
+            graph, names, policy, now, untagged=untagged_too,
+            read_created=lambda ids: read_created(storage, graph.store, ids, workers))
+        return found["retention"].selection()
+
+    def explain(opened: Opened, the_plan: DeletionPlan) -> Tuple[dict, str, str]:
+        extra = retention.report(found["retention"], opened.graph, the_plan)
+        return (extra,) + retention.render_text(found["retention"], extra)
+
+    command = " ".join(["prune"] + names + [policy.describe()] + ["--untagged"] * untagged_too)
+    _destructive(root, command, select, dry_run, json, yes, grace, force, ignore_unreadable, workers, quiet,
+                 explain=explain)
 
 
 @app.command()
