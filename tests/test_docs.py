@@ -28,6 +28,8 @@ DEMO = REPO / "fixtures" / "demo"
 
 #: Options of other programs that the docs mention (the registry's own GC, python, docker).
 FOREIGN_OPTIONS = {"--delete-untagged", "--version", "--rm", "--name"}
+# options of the benchmark scripts, which docs/performance.md quotes
+FOREIGN_OPTIONS |= {"--runs", "--cold", "--warmup", "--cmd", "--only", "--repos", "--tags", "--layers"}
 
 
 def readme() -> str:
