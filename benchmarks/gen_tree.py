@@ -4,7 +4,7 @@
 
     python benchmarks/gen_tree.py OUT_ROOT [--repos 2000] [--tags 10] [--layers 5]
         [--base-layers 50] [--untagged-fraction 0.1] [--index-fraction 0.05]
-        [--orphans 20] [--age-days 30] [--jobs N] [--seed 1]
+        [--orphans 20] [--age-days 30] [--layer-bytes 24-3072] [--jobs N] [--seed 1]
 
 The tree is written under OUT_ROOT/docker/registry/v2/ (OUT_ROOT is the registry's
 `rootdirectory`). Every blob's `data` really hashes to its digest, every manifest is one
@@ -127,10 +127,37 @@ class Writer:
         self.write_file(os.path.join(d, "link"), ("sha256:" + hexd).encode("ascii"))
 
 
-def layer_size(rng):
-    # Log-uniform between 24 bytes and 3 KiB: sizes spread over two orders of magnitude
-    # but every blob stays within one filesystem block.
-    return int(24 * (2 ** (rng.random() * 7)))
+DEFAULT_LAYER_BYTES = (24, 3072)
+
+
+def layer_size(rng, bounds=DEFAULT_LAYER_BYTES):
+    # Log-uniform between 24 bytes and 3 KiB by default: sizes spread over two orders of
+    # magnitude but every blob stays within one filesystem block. --layer-bytes MIN-MAX
+    # changes the bounds (same distribution, one rng.random() either way).
+    if tuple(bounds) == DEFAULT_LAYER_BYTES:
+        return int(24 * (2 ** (rng.random() * 7)))  # the original formula, bit for bit
+    lo, hi = bounds
+    return int(lo * ((hi / lo) ** rng.random()))
+
+
+def parse_bytes(s):
+    s = s.strip().upper().rstrip("B").rstrip("I")
+    mult = {"K": 1024, "M": 1024 ** 2, "G": 1024 ** 3}.get(s[-1:], 1)
+    if s[-1:] in "KMG":
+        s = s[:-1]
+    return int(float(s) * mult)
+
+
+def parse_layer_bytes(spec):
+    """'MIN-MAX' with optional K/M/G suffixes (powers of 1024), e.g. '16K-16M'."""
+    import argparse
+    try:
+        lo, hi = (parse_bytes(x) for x in spec.split("-", 1))
+    except (ValueError, IndexError):
+        raise argparse.ArgumentTypeError("expected MIN-MAX, e.g. 24-3072 or 16K-16M")
+    if not 1 <= lo <= hi:
+        raise argparse.ArgumentTypeError("need 1 <= MIN <= MAX")
+    return (lo, hi)
 
 
 def rand_bytes(rng, n):
@@ -169,7 +196,7 @@ class RepoGen:
     # -- blobs that belong to an image
 
     def new_layer(self):
-        data = rand_bytes(self.rng, layer_size(self.rng))
+        data = rand_bytes(self.rng, layer_size(self.rng, self.args.layer_bytes))
         return self.w.put_blob(data), len(data)
 
     def image(self, oci, arch="amd64", variant=None):
@@ -381,6 +408,9 @@ def main(argv=None):
     ap.add_argument("--age-days", type=float, default=30.0,
                     help="set blob mtimes this many days in the past, so grace windows do not apply "
                          "(default 30; negative: leave mtimes at write time)")
+    ap.add_argument("--layer-bytes", type=parse_layer_bytes, default=DEFAULT_LAYER_BYTES, metavar="MIN-MAX",
+                    help="layer sizes, log-uniform between MIN and MAX bytes, K/M/G suffixes allowed "
+                         "(default 24-3072); shared base layers are 4x bigger")
     ap.add_argument("--jobs", type=int, default=0, help="worker processes (default: number of CPUs)")
     ap.add_argument("--seed", type=int, default=1, help="random seed (default 1)")
     ap.add_argument("--force", action="store_true", help="write even if OUT_ROOT/docker already exists")
@@ -401,11 +431,11 @@ def main(argv=None):
     rng = random.Random("%d:global" % args.seed)
     base_pool = []
     for _ in range(args.base_layers):
-        data = rand_bytes(rng, layer_size(rng) * 4)  # base layers are a bit bigger
+        data = rand_bytes(rng, layer_size(rng, args.layer_bytes) * 4)  # base layers are a bit bigger
         base_pool.append((w.put_blob(data), len(data)))
     orphans = []
     for i in range(args.orphans):
-        data = rand_bytes(rng, layer_size(rng)) if i % 4 else dump_json({"orphan": i, "seed": args.seed})
+        data = rand_bytes(rng, layer_size(rng, args.layer_bytes)) if i % 4 else dump_json({"orphan": i, "seed": args.seed})
         orphans.append(w.put_blob(data))
     names = repo_names(args.repos, rng)
 
