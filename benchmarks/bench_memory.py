@@ -224,7 +224,7 @@ def main(argv=None):
         for n, limit in TARGETS:
             tag = "measured" if any(abs(m - n) / n < 0.1 for m in measured) else "extrapolated"
             parts.append("%s at %s = %.0f MiB (target <= %.0f: %s)" % (
-                tag if n == 1000000 else "line", "{:,}".format(n), at[n], limit, "ok" if at[n] <= limit else "MISSED"))
+                tag if n == 1000000 else "line", f"{n:,}", at[n], limit, "ok" if at[n] <= limit else "MISSED"))
         print("%-9s: MiB = %.1f + %.1f * blobs/1000  (%.0f bytes/blob, r2 %.3f); %s" % (
             name, a, b * 1000, b * 1048576, r2, "; ".join(parts)))
     for n in notes:
