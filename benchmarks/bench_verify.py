@@ -118,7 +118,7 @@ def main(argv=None):
                     continue
             runs = {t: [] for t in order}
 
-            def run(tool, timed):
+            def run(tool, timed, cold=cold, mode=mode, runs=runs):
                 cmd, shell = tools[tool]
                 if cold:
                     e = benchlib.drop_caches()

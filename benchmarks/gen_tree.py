@@ -154,7 +154,7 @@ def parse_layer_bytes(spec):
     try:
         lo, hi = (parse_bytes(x) for x in spec.split("-", 1))
     except (ValueError, IndexError):
-        raise argparse.ArgumentTypeError("expected MIN-MAX, e.g. 24-3072 or 16K-16M")
+        raise argparse.ArgumentTypeError("expected MIN-MAX, e.g. 24-3072 or 16K-16M") from None
     if not 1 <= lo <= hi:
         raise argparse.ArgumentTypeError("need 1 <= MIN <= MAX")
     return (lo, hi)
