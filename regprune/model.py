@@ -171,18 +171,24 @@ class Store:
         self.findings.append(finding)
 
     # ------------------------------------------------------------------------- across processes
+    # A shard's store crosses from its process to this one only to be merged: its digests travel as one
+    # packed buffer (no object per digest, no index) and `merge` reads them from there.
     def __getstate__(self) -> dict:
-        state = {k: v for k, v in self.__dict__.items() if k != "_ids"}  # rebuilt from _raw
+        state = {k: v for k, v in self.__dict__.items() if k not in ("_ids", "_raw")}
+        state["_packed"] = b"".join(self._raw)
         return state
 
     def __setstate__(self, state: dict) -> None:
         self.__dict__.update(state)
-        self._ids = {raw: i for i, raw in enumerate(self._raw)}
+        self._raw = None  # type: ignore[assignment] # only `merge` reads an unpickled store
+        self._ids = None  # type: ignore[assignment]
 
     def merge(self, other: Store) -> None:
         """Fold in what another scan of a disjoint part of the same store found (ids are renumbered)."""
-        remap = array("l", (self.intern_raw(raw) for raw in other._raw))
-        for i in range(len(other._raw)):
+        packed = other.__dict__.get("_packed")
+        raws = other._raw if packed is None else (packed[i:i + 32] for i in range(0, len(packed), 32))
+        remap = array("l", (self.intern_raw(raw) for raw in raws))
+        for i in range(len(remap)):
             if other.stored[i]:
                 j = remap[i]
                 self.sizes[j] = other.sizes[i]
