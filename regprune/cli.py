@@ -81,8 +81,10 @@ def du(
     """What uses the disk: totals, garbage, and one row per repository."""
     if sort not in report.SORTS:
         raise typer.BadParameter(f"{sort!r} is not one of {', '.join(report.SORTS)}", param_hint="--sort")
+    from .trash import usage
+
     opened = scan_store(root, workers, quiet)
-    result = report.du(opened.graph, sort=sort, top=top)
+    result = report.du(opened.graph, sort=sort, top=top, trash=usage(opened.storage))
     if json:
         emit_json(result)
     else:
@@ -147,15 +149,26 @@ IGNORE_UNREADABLE = typer.Option(False, "--ignore-unreadable",
                                  help="Delete blobs although some manifest cannot be parsed.")
 
 
-def _confirm(the_plan: DeletionPlan, yes: bool) -> None:
+TRASH = typer.Option(False, "--trash",
+                     help="Move what goes into regprune/trash/<run id> instead of deleting it: "
+                          "`regprune trash restore` undoes the run, `regprune trash empty` frees the space.")
+
+
+def _ask(question: str, yes: bool, act: str = "delete for real") -> None:
     from .errors import UsageError
 
     if yes:
         return
     if not sys.stdin.isatty():
-        raise UsageError("not a terminal: add --yes to delete for real")
-    if not typer.confirm(f"Delete this, freeing {render.size(the_plan.bytes_freed)}?", default=False):
+        raise UsageError(f"not a terminal: add --yes to {act}")
+    if not typer.confirm(question, default=False):
         raise typer.Exit(EXIT_OK)
+
+
+def _confirm(the_plan: DeletionPlan, yes: bool, trash: bool = False) -> None:
+    size = render.size(the_plan.bytes_freed)
+    _ask(f"Move this to the trash ({size}, freed only when emptied)?" if trash else f"Delete this, freeing {size}?",
+         yes)
 
 
 #: What a command may add to the plan it shows: (extra JSON keys, text before the plan, text after it).
@@ -164,8 +177,9 @@ Explain = Callable[["Opened", "DeletionPlan"], Tuple[dict, str, str]]
 
 def _destructive(root: str, command: str, select: Callable[[Graph], Selection], dry_run: bool, json: bool,
                  yes: bool, grace: str, force: bool, ignore_unreadable: bool, workers: int, quiet: bool,
-                 explain: Optional[Explain] = None) -> None:
+                 explain: Optional[Explain] = None, trash: bool = False) -> None:
     from . import deletion
+    from . import trash as trash_mod
     from .refs import parse_duration
     from .safety import Overrides
 
@@ -181,8 +195,12 @@ def _destructive(root: str, command: str, select: Callable[[Graph], Selection], 
         # a dry run writes nothing: a registry at work (or a fresh upload) cannot be harmed by planning
         the_plan = deletion.plan(opened, select(opened.graph), command, grace_seconds,
                                  Overrides(force=force or dry_run, ignore_unreadable=ignore_unreadable))
+        if trash:
+            trash_mod.refuse_if_other_filesystem(opened.storage, create=not dry_run)
         extra, before, after = explain(opened, the_plan) if explain is not None else ({}, "", "")
-        doc = dict(the_plan.to_json(dry_run=dry_run), **extra)
+        if trash and not the_plan.is_empty():
+            after += TRASH_NOTE
+        doc = dict(the_plan.to_json(dry_run=dry_run), trash=trash, **extra)
         if dry_run or the_plan.is_empty():
             if json:
                 emit_json(doc)
@@ -192,21 +210,31 @@ def _destructive(root: str, command: str, select: Callable[[Graph], Selection], 
             return
         if not json:
             typer.echo(before + render.plan(doc, f"PLAN: {command}") + after)
-        _confirm(the_plan, yes)
-        with progress_bar(quiet, "deleting", " steps") as bar:
+        _confirm(the_plan, yes, trash)
+        with progress_bar(quiet, "moving to the trash" if trash else "deleting", " steps") as bar:
             outcome = deletion.execute(opened, the_plan, sys.argv, workers=workers,
-                                       on_progress=(lambda _p, n: bar.update(n)) if bar else None)
+                                       on_progress=(lambda _p, n: bar.update(n)) if bar else None, trash=trash)
         _report_outcome(the_plan, outcome, json, extra)
     finally:
         ctx.__exit__(None, None, None)
 
 
+TRASH_NOTE = ("\n--trash: nothing is freed until `regprune trash empty`; `regprune trash restore` puts it all "
+              "back")
+
+
 def _report_outcome(the_plan: DeletionPlan, outcome: Outcome, json: bool, extra: Optional[dict] = None) -> None:
-    doc = dict(the_plan.to_json(dry_run=False), **(extra or {}))
+    run_id = outcome.trash_run
+    doc = dict(the_plan.to_json(dry_run=False), trash=run_id is not None, **(extra or {}))
     doc["bytes_freed"] = outcome.bytes_freed
     doc["skipped"] = [{"path": p, "why": w} for p, w in outcome.skipped]
+    if run_id is not None:
+        doc["trash_run"] = run_id
     if json:
         emit_json(doc)
+    elif run_id is not None:
+        typer.echo(f"moved {render.size(outcome.bytes_freed)} to the trash ({run_id}); "
+                   f"`regprune trash restore {run_id}` undoes it, `regprune trash empty {run_id}` frees the space")
     else:
         typer.echo(f"freed {render.size(outcome.bytes_freed)}")
         for path, why in outcome.skipped:
@@ -220,12 +248,13 @@ def delete(
                                      help="repo:tag (wildcards * ?), repo@sha256:<hex>, or repo."),
     root: str = ROOT, dry_run: bool = DRY_RUN, json: bool = JSON, yes: bool = YES, grace: str = GRACE,
     force: bool = FORCE, ignore_unreadable: bool = IGNORE_UNREADABLE, workers: int = WORKERS, quiet: bool = QUIET,
+    trash: bool = TRASH,
 ) -> None:
     """Delete tags, manifests or whole repositories, and every blob only they needed."""
     from .refs import select
 
     _destructive(root, "delete " + " ".join(refs), lambda g: select(g, refs), dry_run, json, yes, grace, force,
-                 ignore_unreadable, workers, quiet)
+                 ignore_unreadable, workers, quiet, trash=trash)
 
 
 @app.command()
@@ -234,6 +263,7 @@ def untagged(
                                                        help="Repositories to clean (default: all)."),
     root: str = ROOT, dry_run: bool = DRY_RUN, json: bool = JSON, yes: bool = YES, grace: str = GRACE,
     force: bool = FORCE, ignore_unreadable: bool = IGNORE_UNREADABLE, workers: int = WORKERS, quiet: bool = QUIET,
+    trash: bool = TRASH,
 ) -> None:
     """Delete manifests no tag reaches (children of tagged indexes stay) and what only they needed."""
     from .plan import Selection
@@ -241,7 +271,7 @@ def untagged(
 
     names = repositories or []
     _destructive(root, " ".join(["untagged"] + names), lambda g: Selection(untagged=select_repositories(g, names)),
-                 dry_run, json, yes, grace, force, ignore_unreadable, workers, quiet)
+                 dry_run, json, yes, grace, force, ignore_unreadable, workers, quiet, trash=trash)
 
 
 @app.command()
@@ -263,6 +293,7 @@ def prune(
                                       help="Also delete the untagged manifests of these repositories."),
     root: str = ROOT, dry_run: bool = DRY_RUN, json: bool = JSON, yes: bool = YES, grace: str = GRACE,
     force: bool = FORCE, ignore_unreadable: bool = IGNORE_UNREADABLE, workers: int = WORKERS, quiet: bool = QUIET,
+    trash: bool = TRASH,
 ) -> None:
     """Apply a retention policy: per repository, keep the tags it names and the most recent ones; delete the
     rest and every blob only they needed."""
@@ -290,7 +321,7 @@ def prune(
 
     command = " ".join(["prune"] + names + [policy.describe()] + ["--untagged"] * untagged_too)
     _destructive(root, command, select, dry_run, json, yes, grace, force, ignore_unreadable, workers, quiet,
-                 explain=explain)
+                 explain=explain, trash=trash)
 
 
 @app.command()
@@ -301,6 +332,7 @@ def gc(
                                           help="Keep repositories left with neither tags nor manifests."),
     root: str = ROOT, dry_run: bool = DRY_RUN, json: bool = JSON, yes: bool = YES, grace: str = GRACE,
     force: bool = FORCE, ignore_unreadable: bool = IGNORE_UNREADABLE, workers: int = WORKERS, quiet: bool = QUIET,
+    trash: bool = TRASH,
 ) -> None:
     """Remove orphan blobs, unneeded layer links, stale tag history, old uploads and empty repositories."""
     from .plan import Selection
@@ -308,7 +340,7 @@ def gc(
 
     age = parse_duration(uploads_older_than, "--uploads-older-than")
     _destructive(root, "gc", lambda g: Selection(gc=True, uploads_older_than=age, keep_empty_repos=keep_empty_repos),
-                 dry_run, json, yes, grace, force, ignore_unreadable, workers, quiet)
+                 dry_run, json, yes, grace, force, ignore_unreadable, workers, quiet, trash=trash)
 
 
 @app.command()
@@ -324,10 +356,13 @@ def resume(
         overrides = Overrides(force=force, ignore_unreadable=ignore_unreadable)
         run, safe, dropped = deletion.pending_resume(opened, overrides)
         if not json:
-            typer.echo(render.plan(safe.to_json(dry_run=True), f"RESUME {run.run_id}: {run.command}"))
+            typer.echo(render.plan(dict(safe.to_json(dry_run=True), trash=run.trash is not None),
+                                   f"RESUME {run.run_id}: {run.command}"))
             if dropped:
                 typer.echo(f"{dropped} action(s) of the saved plan are no longer safe and are dropped")
-        _confirm(safe, yes)
+        if not json and run.trash is not None:
+            typer.echo(TRASH_NOTE.strip())
+        _confirm(safe, yes, run.trash is not None)
         outcome = deletion.resume(opened, run, safe, workers=workers)
         _report_outcome(safe, outcome, json)
 
@@ -341,19 +376,99 @@ def history(root: str = ROOT, json: bool = JSON) -> None:
 
     storage = LocalStorage(locate(root))
     runs = [{"id": r.run_id, "created": r.created, "command": r.command, "state": r.state,
-             "bytes_freed": r.bytes_freed, "finished": r.finished,
+             "bytes_freed": r.bytes_freed, "finished": r.finished, "trash": r.trash,
              "tags": len(r.plan.tags), "manifests": len(r.plan.manifests), "blobs": len(r.plan.blobs)}
             for r in journal.all_runs(storage)]
     if json:
         emit_json({"runs": runs})
         return
-    rows = [[r["id"], r["created"], r["state"], r["command"], size(r["bytes_freed"])] for r in runs]
+    rows = [[r["id"], r["created"], r["state"] + (f", {r['trash']}" if r["trash"] else ""), r["command"],
+             size(r["bytes_freed"])] for r in runs]
     typer.echo("\n".join(render.table(["ID", "STARTED", "STATE", "COMMAND", "FREED"], rows,
                                       [False, False, False, False, True])))
 
 
 def size(n: int) -> str:
     return render.size(n)
+
+
+# ------------------------------------------------------------------------------------------- the trash
+trash_app = typer.Typer(no_args_is_help=True,
+                        help="What --trash runs moved aside: list it, put a run back, or delete it for good.")
+app.add_typer(trash_app, name="trash")
+
+
+def _trash_table(rows: List[dict]) -> str:
+    cells = [[r["id"], r["created"], r["command"], str(r["tags"]), str(r["manifests"]), str(r["blobs"]),
+              size(r["bytes"])] for r in rows]
+    return "\n".join(render.table(["ID", "CREATED", "COMMAND", "TAGS", "MANIFESTS", "BLOBS", "SIZE"], cells,
+                                  [False, False, False, True, True, True, True]))
+
+
+@trash_app.command("list")
+def trash_list(root: str = ROOT, json: bool = JSON) -> None:
+    """One row per run whose trash is neither emptied nor restored: what it removed, and its bytes."""
+    from . import trash as trash_mod
+    from .storage import LocalStorage
+    from .store_access import locate
+
+    rows = [t.to_json() for t in trash_mod.trashed(LocalStorage(locate(root)))]
+    if json:
+        emit_json({"runs": rows})
+    elif not rows:
+        typer.echo("the trash is empty")
+    else:
+        typer.echo(_trash_table(rows))
+        typer.echo(f"\n{len(rows)} run(s), {size(sum(r['bytes'] for r in rows))}")
+
+
+@trash_app.command("restore")
+def trash_restore(
+    run_id: str = typer.Argument(..., metavar="RUN_ID", help="The run to put back (`regprune trash list`)."),
+    root: str = ROOT, yes: bool = YES,
+    force: bool = typer.Option(False, "--force",
+                               help="Restore although a later run removed something the restored images need."),
+    workers: int = WORKERS,
+) -> None:
+    """Put back everything a --trash run moved aside, at the same paths, in the reverse order."""
+    from . import deletion
+    from . import trash as trash_mod
+
+    with deletion.locked(root) as storage:
+        run = trash_mod.restorable(storage, run_id)
+        deletion.refuse_if_unfinished(storage, restoring_ok=run.run_id)
+        trash_mod.refuse_if_not_restorable(storage, run, force)
+        typer.echo(f"RESTORE {run.run_id}: {run.command}: {trash_mod.counts(run)}")
+        _ask(f"Put back {trash_mod.counts(run)}?", yes, "restore for real")
+        trash_mod.restore(storage, run, workers)
+    typer.echo(f"restored {run.run_id}")
+    sys.stderr.write(render.RESTART_REMINDER + "\n")
+
+
+@trash_app.command("empty")
+def trash_empty(
+    run_id: Optional[str] = typer.Argument(None, metavar="[RUN_ID]", help="Only this run (default: every run)."),
+    older_than: Optional[str] = typer.Option(None, "--older-than", metavar="DURATION",
+                                             help="Only runs made longer ago than this."),
+    root: str = ROOT, yes: bool = YES,
+) -> None:
+    """Delete what --trash runs moved aside, for good, and say how much that freed."""
+    from . import deletion
+    from . import trash as trash_mod
+    from .refs import parse_duration
+
+    age = parse_duration(older_than, "--older-than") if older_than is not None else None
+    with deletion.locked(root) as storage:
+        deletion.refuse_if_unfinished(storage)
+        chosen = trash_mod.select_for_empty(storage, run_id, age)
+        if not chosen:
+            typer.echo("nothing to empty")
+            return
+        typer.echo(_trash_table([t.to_json() for t in chosen]))
+        total = sum(t.bytes for t in chosen)
+        _ask(f"Delete these {len(chosen)} run(s) for good, freeing {size(total)}?", yes, "empty the trash for real")
+        freed = trash_mod.empty(storage, chosen)
+    typer.echo(f"freed {size(freed)}: {len(chosen)} run(s) emptied")
 
 
 def main(argv: Optional[List[str]] = None) -> None:

@@ -17,6 +17,7 @@ from .safety import Overrides, refuse_if_unsafe
 from .scan import DEFAULT_WORKERS, Progress, ScanOptions, scan
 from .storage import LocalStorage, Locked, Storage
 from .store_access import Opened, locate
+from .trash import refuse_if_other_filesystem
 
 
 class Session(NamedTuple):
@@ -25,11 +26,9 @@ class Session(NamedTuple):
 
 
 @contextmanager
-def session(path: str, workers: int = DEFAULT_WORKERS, progress: Optional[Progress] = None,
-            lock: bool = True) -> Iterator[Opened]:
-    """Scan the store, holding regprune's lock for the whole run when `lock` (a real run)."""
-    root = locate(path)
-    storage = LocalStorage(root)
+def locked(path: str, lock: bool = True) -> Iterator[Storage]:
+    """The store's storage, holding regprune's lock meanwhile when `lock` (a real run)."""
+    storage = LocalStorage(locate(path))
     held = None
     if lock:
         try:
@@ -37,18 +36,31 @@ def session(path: str, workers: int = DEFAULT_WORKERS, progress: Optional[Progre
         except Locked as exc:
             raise Refused(f"{exc.path}: another regprune run is working on this store; wait for it") from None
     try:
-        store = scan(storage, root, ScanOptions(workers=workers, progress=progress))
-        yield Opened(root, storage, Graph(store))
+        yield storage
     finally:
         if held is not None:
             held.release()
 
 
-def refuse_if_unfinished(storage: Storage) -> None:
-    pending = journal.unfinished(storage)
-    if pending is not None:
-        raise Refused(f"{layout.RunJournal(pending.run_id).path()}: an interrupted run ({pending.command}) is "
-                      "unfinished; run `regprune resume` first")
+@contextmanager
+def session(path: str, workers: int = DEFAULT_WORKERS, progress: Optional[Progress] = None,
+            lock: bool = True) -> Iterator[Opened]:
+    """Scan the store, holding regprune's lock for the whole run when `lock` (a real run)."""
+    root = locate(path)
+    with locked(root, lock) as storage:
+        store = scan(storage, root, ScanOptions(workers=workers, progress=progress))
+        yield Opened(root, storage, Graph(store))
+
+
+def refuse_if_unfinished(storage: Storage, restoring_ok: Optional[str] = None) -> None:
+    """Refuse while a run is interrupted, or the restore of a trash run (other than `restoring_ok`) is."""
+    for run in journal.all_runs(storage):
+        if run.state == journal.RUNNING:
+            raise Refused(f"{layout.RunJournal(run.run_id).path()}: an interrupted run ({run.command}) is "
+                          "unfinished; run `regprune resume` first")
+        if run.trash == journal.RESTORING and run.run_id != restoring_ok:
+            raise Refused(f"{layout.RunJournal(run.run_id).path()}: the restore of {run.run_id} from the trash "
+                          f"was interrupted; run `regprune trash restore {run.run_id}` first")
 
 
 def plan(opened: Opened, selection: Selection, command: str, grace_seconds: float,
@@ -60,16 +72,18 @@ def plan(opened: Opened, selection: Selection, command: str, grace_seconds: floa
 
 
 def execute(opened: Opened, the_plan: DeletionPlan, argv: Sequence[str], workers: int = 8,
-            on_progress: Optional[Callable[[str, int], None]] = None) -> Outcome:
-    """Journal the plan, then carry it out. Only call inside a locked `session`."""
+            on_progress: Optional[Callable[[str, int], None]] = None, trash: bool = False) -> Outcome:
+    """Journal the plan, then carry it out (with `trash`, moving into the trash instead of removing: call
+    `refuse_if_other_filesystem` first). Only call inside a locked `session`."""
     storage = opened.storage
-    run = journal.start(storage, the_plan, tuple(argv))
+    run = journal.start(storage, the_plan, tuple(argv), trash=trash)
     state = {"run": run}
 
     def on_phase(phase: str, freed: int) -> None:
         state["run"] = journal.record_phase(storage, state["run"], phase, freed)
 
-    outcome = apply_plan(storage, the_plan, workers=workers, on_phase=on_phase, on_progress=on_progress)
+    outcome = apply_plan(storage, the_plan, workers=workers, on_phase=on_phase, on_progress=on_progress,
+                         trash_run=run.run_id if trash else None)
     journal.finish(storage, state["run"])
     return outcome
 
@@ -79,6 +93,8 @@ def pending_resume(opened: Opened, overrides: Overrides) -> Tuple[journal.Run, D
     run = journal.unfinished(opened.storage)
     if run is None:
         raise UsageError(f"{opened.rootdirectory}: no interrupted run to resume")
+    if run.trash is not None:
+        refuse_if_other_filesystem(opened.storage, create=True)
     safe, dropped = revalidate(run.plan, opened.graph)
     refuse_if_unsafe(opened.graph, safe, overrides)
     return run, safe, dropped
@@ -93,7 +109,7 @@ def resume(opened: Opened, run: journal.Run, safe: DeletionPlan, workers: int = 
         state["run"] = journal.record_phase(storage, state["run"], phase, freed)
 
     outcome = apply_plan(storage, safe, workers=workers, phases_done=run.phases_done, on_phase=on_phase,
-                         on_progress=on_progress)
+                         on_progress=on_progress, trash_run=run.run_id if run.trash is not None else None)
     journal.finish(storage, state["run"])
     return outcome
 

@@ -4,6 +4,10 @@ Before the first write, the whole plan is saved as `regprune/runs/<id>.json` (st
 completed phase is appended to `<id>.log`; a run that ends rewrites its journal with state `done`
 and the bytes it freed. A `running` journal is an interrupted run: `regprune resume` finishes it, and
 every destructive command refuses to start until then. Finished journals stay as the run history.
+
+A `--trash` run's journal also says where its trash stands (`trash`: `trashed` while what it moved is in
+`regprune/trash/<id>/`, then `restoring` / `restored` or `emptying` / `emptied`), each change rewritten
+at once; a `restoring` run blocks the destructive commands like a `running` one.
 """
 
 from __future__ import annotations
@@ -32,6 +36,14 @@ from .storage import FILE, Storage
 RUNNING = "running"
 DONE = "done"
 
+#: Where a `--trash` run's trash stands.
+TRASHED = "trashed"
+RESTORING = "restoring"
+RESTORED = "restored"
+EMPTYING = "emptying"
+EMPTIED = "emptied"
+IN_TRASH = (TRASHED, RESTORING, EMPTYING)  # its folder still holds something
+
 
 class Run(NamedTuple):
     run_id: str
@@ -41,8 +53,11 @@ class Run(NamedTuple):
     state: str
     plan: DeletionPlan
     phases_done: Tuple[str, ...]
-    bytes_freed: int
+    bytes_freed: int  # a `--trash` run: the bytes it moved to the trash
     finished: Optional[str]
+    trash: Optional[str] = None  # None: removed for good; else TRASHED, RESTORING, ...
+    trash_changed: Optional[str] = None  # when `trash` last changed
+    trash_freed: int = 0  # bytes emptying its trash freed
 
 
 def _plan_doc(plan: DeletionPlan) -> dict:
@@ -89,15 +104,18 @@ def _write(storage: Storage, run: Run) -> None:
         "id": run.run_id, "created": run.created, "command": run.command, "argv": list(run.argv),
         "state": run.state, "plan": _plan_doc(run.plan), "bytes_freed": run.bytes_freed,
         "finished": run.finished,
+        "trash": None if run.trash is None else {"state": run.trash, "changed": run.trash_changed,
+                                                  "freed": run.trash_freed},
     }
     storage.write_atomic(layout.RunJournal(run.run_id).path(), orjson.dumps(doc, option=orjson.OPT_INDENT_2))
 
 
-def start(storage: Storage, plan: DeletionPlan, argv: Tuple[str, ...]) -> Run:
+def start(storage: Storage, plan: DeletionPlan, argv: Tuple[str, ...], trash: bool = False) -> Run:
     stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())
     verb = plan.command.split(" ", 1)[0]
     run_id = f"{stamp}-{verb if layout.valid_run_id(verb) else 'run'}-{secrets.token_hex(3)}"
-    run = Run(run_id, _now_iso(), plan.command, tuple(argv), RUNNING, plan, (), 0, None)
+    run = Run(run_id, _now_iso(), plan.command, tuple(argv), RUNNING, plan, (), 0, None,
+              TRASHED if trash else None, None, 0)
     _write(storage, run)
     return run
 
@@ -110,6 +128,13 @@ def record_phase(storage: Storage, run: Run, phase: str, freed: int) -> Run:
 
 def finish(storage: Storage, run: Run) -> Run:
     run = run._replace(state=DONE, finished=_now_iso())
+    _write(storage, run)
+    return run
+
+
+def set_trash(storage: Storage, run: Run, state: str, freed: int = 0) -> Run:
+    """Record where a `--trash` run's trash stands now."""
+    run = run._replace(trash=state, trash_changed=_now_iso(), trash_freed=freed)
     _write(storage, run)
     return run
 
@@ -129,8 +154,13 @@ def load(storage: Storage, run_id: str) -> Run:
             phases.append(phase)
             logged += int(freed) if freed.isdigit() else 0
     freed_total = int(doc.get("bytes_freed", 0)) if doc["state"] == DONE else logged
+    trash = doc.get("trash") or {}
+    state = trash.get("state")
+    if state is not None and state not in IN_TRASH + (RESTORED, EMPTIED):
+        raise ValueError(f"unknown trash state {state!r}")
     return Run(doc["id"], doc["created"], doc["command"], tuple(doc.get("argv", ())), doc["state"],
-               _plan_from_doc(doc["plan"]), tuple(phases), freed_total, doc.get("finished"))
+               _plan_from_doc(doc["plan"]), tuple(phases), freed_total, doc.get("finished"),
+               state, trash.get("changed"), int(trash.get("freed", 0)))
 
 
 def run_ids(storage: Storage) -> List[str]:
@@ -149,5 +179,13 @@ def all_runs(storage: Storage) -> List[Run]:
 def unfinished(storage: Storage) -> Optional[Run]:
     for run in all_runs(storage):
         if run.state == RUNNING:
+            return run
+    return None
+
+
+def restoring(storage: Storage) -> Optional[Run]:
+    """A run whose restore from the trash was interrupted."""
+    for run in all_runs(storage):
+        if run.trash == RESTORING:
             return run
     return None

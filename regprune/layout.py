@@ -4,7 +4,10 @@ Paths are relative to the registry's `rootdirectory` (the storage driver's root)
 
     <rootdirectory>/
       scheduler-state.json                      only in a pull-through cache
-      regprune/                                 regprune's own folder (journal, lock), never the registry's
+      regprune/                                 regprune's own folder, never the registry's
+        lock                                    held by the one regprune run at work
+        runs/<run id>.{json,log}                the journal of each destructive run
+        trash/<run id>/docker/registry/v2/...   what a `--trash` run moved out, at its own relative path
       docker/registry/v2/
         blobs/sha256/<hex[:2]>/<hex>/data       every blob: layers, configs and manifests
         repositories/<name...>/                 a name like a/b/c is nested directories
@@ -407,6 +410,7 @@ def parent(rel: str) -> str:
 _RUN_ID = re.compile(r"[0-9A-Za-z][0-9A-Za-z_-]{0,127}\Z")
 LOCK = OWN_DIR + "/lock"
 RUNS = OWN_DIR + "/runs"
+TRASH = OWN_DIR + "/trash"
 
 
 def valid_run_id(run_id: str) -> bool:
@@ -429,3 +433,34 @@ class RunLog(NamedTuple):
         if not valid_run_id(self.run_id):
             raise InvalidName(f"not a run id: {self.run_id!r}")
         return f"{RUNS}/{self.run_id}.log"
+
+
+class TrashRun(NamedTuple):
+    """The folder of one `--trash` run: everything it moved out of the store."""
+
+    run_id: str
+
+    def path(self) -> str:
+        if not valid_run_id(self.run_id):
+            raise InvalidName(f"not a run id: {self.run_id!r}")
+        return f"{TRASH}/{self.run_id}"
+
+
+def in_store(rel: str) -> bool:
+    """Whether `rel` is a plain relative path inside `docker/registry/v2` (no empty, `.` or `..` part)."""
+    if rel != V2 and not rel.startswith(V2 + "/"):
+        return False
+    return all(part not in ("", ".", "..") and "\0" not in part for part in rel.split("/"))
+
+
+class TrashEntry(NamedTuple):
+    """Where a `--trash` run keeps an entry it moved out of the store: the same relative path (one made
+    by this module, or found by listing one), below the run's folder."""
+
+    run_id: str
+    rel: str
+
+    def path(self) -> str:
+        if not in_store(self.rel):
+            raise InvalidName(f"not a path inside {V2}: {self.rel!r}")
+        return f"{TrashRun(self.run_id).path()}/{self.rel}"

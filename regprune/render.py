@@ -43,10 +43,12 @@ def du(report: dict, root: str) -> str:
         ("orphan blobs", report["orphans"]),
         ("uploads", report["uploads"]),
         ("untagged manifests", report["untagged"]),
+        ("trash", report["trash"]),
     ]
     notes = {
         "orphan blobs": "no repository needs them",
         "uploads": "abandoned or in progress",
+        "trash": "runs moved aside by --trash (`regprune trash list`)",
         "untagged manifests": "size: what removing them would free",
     }
     rows = [[label, str(v["count"]), size(v["bytes"]), notes.get(label, "")] for label, v in totals]
@@ -126,9 +128,11 @@ def plan(doc: dict, title: str) -> str:
     if doc["blobs"]:
         out.append("blobs")
         out += [f"  {b['digest']}  {size(b['size'])}" for b in doc["blobs"]]
-    verb = "would free" if doc["dry_run"] else "freed"
+    amount = f"{'would free' if doc['dry_run'] else 'freed'} {size(doc['bytes_freed'])}"
+    if doc.get("trash"):
+        amount = f"{'would move' if doc['dry_run'] else 'moved'} {size(doc['bytes_freed'])} to the trash"
     out.append("")
-    out.append(f"{verb} {size(doc['bytes_freed'])}: {len(doc['tags'])} tag(s), {len(doc['manifests'])} manifest(s), "
+    out.append(f"{amount}: {len(doc['tags'])} tag(s), {len(doc['manifests'])} manifest(s), "
                f"{len(doc['layer_links'])} layer link(s), {len(doc['blobs'])} blob(s), {len(doc['uploads'])} "
                f"upload(s), {len(doc['repositories'])} repositor{'y' if len(doc['repositories']) == 1 else 'ies'}")
     kept = doc["kept_recent"]

@@ -25,7 +25,8 @@ def _count_bytes(graph: Graph, blobs: List[int]) -> dict:
     return {"count": len(blobs), "bytes": graph.size_of(blobs)}
 
 
-def du(graph: Graph, sort: str = "bytes", top: Optional[int] = None) -> dict:
+def du(graph: Graph, sort: str = "bytes", top: Optional[int] = None, trash: Optional[dict] = None) -> dict:
+    """`trash`: what regprune's trash holds (`regprune.trash.usage`), which is not part of the graph."""
     if sort not in SORTS:
         raise UsageError(f"--sort: {sort!r} is not one of {', '.join(SORTS)}")
     store = graph.store
@@ -54,6 +55,7 @@ def du(graph: Graph, sort: str = "bytes", top: Optional[int] = None) -> dict:
         "blobs": _count_bytes(graph, stored),
         "orphans": _count_bytes(graph, graph.orphans()),
         "uploads": {"count": len(uploads), "bytes": sum(u.size for u in uploads)},
+        "trash": dict(trash) if trash is not None else {"count": 0, "bytes": 0},
         "untagged": {"count": sum(len(rg.untagged) for rg in graph.repos.values()),
                      "bytes": graph.size_of(graph.untagged_freed())},
         "repositories": rows,

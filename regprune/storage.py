@@ -13,7 +13,7 @@ from __future__ import annotations
 import errno
 import os
 import stat as stat_mod
-from typing import Iterator, List, NamedTuple, Optional, Tuple
+from typing import Iterator, List, NamedTuple, Optional, Set, Tuple
 
 try:  # Protocol is 3.8+, but keep the import cheap and explicit
     from typing import Protocol
@@ -98,6 +98,17 @@ class Storage(Protocol):
     def append(self, rel: str, data: bytes) -> None:
         """Append to a file and flush it to disk, parents created."""
 
+    def rename(self, src_rel: str, dst_rel: str) -> bool:
+        """Move a file, link or directory (links not followed) to a free path of the same filesystem, its
+        missing parents created like the source's own; False when the source is already gone. Raises
+        `StorageError` when the destination exists or is on another filesystem."""
+
+    def make_dir(self, rel: str) -> None:
+        """Create a directory and its missing parents (nothing when it exists)."""
+
+    def filesystem_id(self, rel: str) -> Optional[int]:
+        """Which filesystem holds the entry (a rename works only within one), or None when it is missing."""
+
     def lock(self, rel: str) -> Lock:
         """Hold an exclusive lock for one regprune run; raises `Locked` when another run holds it."""
 
@@ -126,6 +137,9 @@ class LocalStorage:
 
     def __init__(self, root: str) -> None:
         self.root = os.path.abspath(root)
+        #: directories known to be real directories all the way up (no symbolic link): `rename` creates
+        #: parents below them without checking again. Any removal or move of a directory clears it.
+        self._real_dirs: Set[str] = set()
 
     def _abs(self, rel: str) -> str:
         return self.root + "/" + rel if rel else self.root
@@ -244,6 +258,7 @@ class LocalStorage:
 
     def remove_empty_dir(self, rel: str) -> bool:
         path = self._abs(rel)
+        self._real_dirs.discard(rel)
         try:
             os.rmdir(path)
             return True
@@ -258,6 +273,7 @@ class LocalStorage:
         st = self.stat(rel)
         if st is None:
             return
+        self._real_dirs.clear()
         if st.kind != DIR:  # a symbolic link is removed itself, never followed
             self.remove_file(rel)
             return
@@ -271,6 +287,87 @@ class LocalStorage:
             else:
                 self.remove_file(child)
         self.remove_empty_dir(rel)
+
+    def rename(self, src_rel: str, dst_rel: str) -> bool:
+        src, dst = self._abs(src_rel), self._abs(dst_rel)
+        if not src_rel or not dst_rel:
+            raise StorageError(self.root, "refusing to move the store's root")
+        st = self.stat(src_rel)
+        if st is None:
+            return False
+        if st.kind == DIR:
+            self._real_dirs.clear()
+        self._real_dir(dst_rel.rpartition("/")[0], src_rel.rpartition("/")[0])
+        try:  # os.rename would replace an existing file: refuse instead (no other writer: we hold the lock)
+            os.lstat(dst)
+        except OSError as exc:
+            if exc.errno not in _MISSING:
+                raise StorageError(dst, exc.strerror or str(exc)) from exc
+        else:
+            raise StorageError(dst, f"already exists (moving {src_rel} there would replace it)")
+        try:
+            os.rename(src, dst)
+        except OSError as exc:
+            if exc.errno in _MISSING and not os.path.lexists(src):
+                return False
+            if exc.errno == errno.EXDEV:
+                raise StorageError(dst, f"on another filesystem than {src}: a move cannot be a rename") from exc
+            raise StorageError(dst, exc.strerror or str(exc)) from exc
+        return True
+
+    def _real_dir(self, rel: str, like: Optional[str]) -> None:
+        """Make `rel` a directory, checking that no part of it is a symbolic link; a directory it creates
+        gets the mode (and, when run as root, the owner) of `like`, the source's directory of the same
+        name, so that what a move recreates is what was there (a registry not running as root can write
+        into it again)."""
+        if not rel or rel in self._real_dirs:
+            return
+        head, _, name = rel.rpartition("/")
+        like_head, _, like_name = like.rpartition("/") if like else ("", "", "")
+        self._real_dir(head, like_head if like and like_name == name else None)
+        path = self._abs(rel)
+        try:
+            st = os.lstat(path)
+        except OSError as exc:
+            if exc.errno not in _MISSING:
+                raise StorageError(path, exc.strerror or str(exc)) from exc
+            try:
+                os.mkdir(path)
+            except FileExistsError:
+                pass  # another thread made it
+            except OSError as exc2:
+                raise StorageError(path, exc2.strerror or str(exc2)) from exc2
+            else:
+                self._copy_dir_owner(path, like if like and like_name == name else None)
+            st = os.lstat(path)
+        if not stat_mod.S_ISDIR(st.st_mode):
+            raise StorageError(path, "is not a directory (symbolic links are not followed)")
+        self._real_dirs.add(rel)
+
+    def _copy_dir_owner(self, path: str, like: Optional[str]) -> None:
+        if like is None:
+            return
+        try:
+            st = os.lstat(self._abs(like))
+            if not stat_mod.S_ISDIR(st.st_mode):
+                return
+            os.chmod(path, stat_mod.S_IMODE(st.st_mode))
+            if os.geteuid() == 0:
+                os.lchown(path, st.st_uid, st.st_gid)
+        except OSError as exc:
+            raise StorageError(path, exc.strerror or str(exc)) from exc
+
+    def make_dir(self, rel: str) -> None:
+        self._real_dir(rel, None)
+
+    def filesystem_id(self, rel: str) -> Optional[int]:
+        path = self._abs(rel)
+        try:
+            return os.lstat(path).st_dev
+        except OSError as exc:
+            if exc.errno in _MISSING:
+                return None
+            raise StorageError(path, exc.strerror or str(exc)) from exc
 
     def _makedirs_for(self, path: str) -> None:
         os.makedirs(os.path.dirname(path), exist_ok=True)

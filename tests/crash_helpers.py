@@ -409,21 +409,25 @@ class Crash(Exception):
     """Injected in place of the k-th removal."""
 
 
+#: The `LocalStorage` methods that change the store, counted by the crash injectors.
+MUTATIONS = ("remove_file", "remove_empty_dir", "rename")
+
+
 @contextmanager
 def crash_at(k: Optional[int]) -> Iterator[dict]:
-    """Count `LocalStorage.remove_file` and `remove_empty_dir` calls (what `remove_tree` is made of) and
-    raise `Crash` instead of performing the k-th and any later one (k None: only count). Yields the
-    counter."""
+    """Count `LocalStorage.remove_file`, `remove_empty_dir` (what `remove_tree` is made of) and `rename`
+    (what a `--trash` run and a restore do) calls and raise `Crash` instead of performing the k-th and any
+    later one (k None: only count). Yields the counter."""
     from regprune.storage import LocalStorage
 
     counter = {"n": 0, "what": None}
     lock = threading.Lock()
-    originals = {name: getattr(LocalStorage, name) for name in ("remove_file", "remove_empty_dir")}
+    originals = {name: getattr(LocalStorage, name) for name in MUTATIONS}
 
     def wrap(name):
         orig = originals[name]
 
-        def mutation(self, rel):
+        def mutation(self, rel, *more):
             with lock:
                 counter["n"] += 1
                 hit = k is not None and counter["n"] >= k
@@ -431,7 +435,7 @@ def crash_at(k: Optional[int]) -> Iterator[dict]:
                     counter["what"] = f"{name}({rel})"
             if hit:  # the k-th, and whatever another thread still tries after it: a dead run does nothing
                 raise Crash(f"injected at mutation {k}: {name}({rel})")
-            return orig(self, rel)
+            return orig(self, rel, *more)
 
         return mutation
 
@@ -445,7 +449,7 @@ def crash_at(k: Optional[int]) -> Iterator[dict]:
 
 
 #: Runs jobs, each in a forked child of one fresh interpreter (regprune imported once): `kill` jobs patch
-#: LocalStorage so that the k-th removal is `os._exit(137)` (a hard kill: no finally, no flush, the lock
+#: LocalStorage so that the k-th removal (or rename) is `os._exit(137)` (a hard kill: no finally, no flush, the lock
 #: released by the kernel only), then call `regprune.cli.main(argv)`; `run` jobs call it unpatched.
 #: Prints one exit status per job, as JSON.
 DRIVER = r"""
@@ -466,15 +470,16 @@ def patch(k):
     count = [0]
     lock = threading.Lock()
     def wrap(orig):
-        def mutation(self, rel):
+        def mutation(self, rel, *more):
             with lock:
                 count[0] += 1
                 if count[0] == k:
                     os._exit(137)
-            return orig(self, rel)
+            return orig(self, rel, *more)
         return mutation
     LocalStorage.remove_file = wrap(LocalStorage.remove_file)
     LocalStorage.remove_empty_dir = wrap(LocalStorage.remove_empty_dir)
+    LocalStorage.rename = wrap(LocalStorage.rename)
 
 codes = []
 for kind, k, argv, log in json.load(open(sys.argv[1])):
@@ -510,15 +515,16 @@ k = int(sys.argv[1])
 count = [0]
 lock = threading.Lock()
 def wrap(orig):
-    def mutation(self, rel):
+    def mutation(self, rel, *more):
         with lock:
             count[0] += 1
             if count[0] == k:
                 os._exit(137)
-        return orig(self, rel)
+        return orig(self, rel, *more)
     return mutation
 LocalStorage.remove_file = wrap(LocalStorage.remove_file)
 LocalStorage.remove_empty_dir = wrap(LocalStorage.remove_empty_dir)
+LocalStorage.rename = wrap(LocalStorage.rename)
 cli.main(sys.argv[2:])
 """
 

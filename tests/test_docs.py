@@ -29,7 +29,8 @@ DEMO = REPO / "fixtures" / "demo"
 #: Options of other programs that the docs mention (the registry's own GC, python, docker).
 FOREIGN_OPTIONS = {"--delete-untagged", "--version", "--rm", "--name"}
 # options of the benchmark scripts, which docs/performance.md quotes
-FOREIGN_OPTIONS |= {"--runs", "--cold", "--warmup", "--cmd", "--only", "--repos", "--tags", "--layers"}
+FOREIGN_OPTIONS |= {"--runs", "--cold", "--warmup", "--cmd", "--only", "--repos", "--tags", "--layers",
+                    "--sizes", "--layer-bytes", "--budget-min", "--reuse"}
 
 
 def readme() -> str:
@@ -41,8 +42,16 @@ def all_docs() -> str:
 
 
 def commands() -> Dict[str, object]:
+    """Every command by the words that run it: a group's commands as `group command` (`trash list`)."""
     group = typer.main.get_command(regprune.cli.app)
-    return dict(group.commands)  # type: ignore[attr-defined]
+    out: Dict[str, object] = {}
+    for name, command in group.commands.items():  # type: ignore[attr-defined]
+        inner = getattr(command, "commands", None)
+        if inner:
+            out.update({f"{name} {sub}": c for sub, c in inner.items()})
+        else:
+            out[name] = command
+    return out
 
 
 def options(command: object) -> List[str]:
@@ -215,8 +224,14 @@ def test_json_keys_are_documented(demo_copy, capsys):
     seen |= set(keys(run_json(capsys, ["gc", "--dry-run"] + destructive)))
     # a real run (on the copy) adds the result's keys, and gives `history` something to list
     seen |= set(keys(run_json(capsys, ["gc", "--yes"] + destructive)))
+    # a --trash run adds its own, and gives `trash list` and du's `trash` something to show
+    seen |= set(keys(run_json(capsys, ["delete", "team/web", "--trash", "--yes"] + destructive)))
+    trashed = run_json(capsys, ["trash", "list", "--root", root, "--json"])
+    assert trashed["runs"], "the --trash run should be in the trash"
+    seen |= set(keys(trashed))
+    seen |= set(keys(run_json(capsys, ["du", "--root", root, "--json", "--quiet"])))
     history = run_json(capsys, ["history", "--root", root, "--json"])
-    assert history["runs"], "the real gc run should be in the history"
+    assert len(history["runs"]) == 2, "the real gc and delete runs should be in the history"
     seen |= set(keys(history))
     text = section(readme(), "JSON formats")
     missing = sorted(k for k in seen if f'"{k}"' not in text)

@@ -340,8 +340,8 @@ FINDING_KEYS = {"code", "severity", "path", "value"}
 def test_du_json_shape(busy):
     """The contract in the README's "JSON formats"."""
     result = cli_json(busy, "du")
-    assert set(result) == {"blobs", "orphans", "uploads", "untagged", "repositories", "findings"}
-    for key in ("blobs", "orphans", "uploads", "untagged"):
+    assert set(result) == {"blobs", "orphans", "uploads", "untagged", "trash", "repositories", "findings"}
+    for key in ("blobs", "orphans", "uploads", "untagged", "trash"):
         assert set(result[key]) == {"count", "bytes"}
         assert all(type(v) is int for v in result[key].values())
     for row in result["repositories"]:
@@ -354,6 +354,7 @@ def test_du_json_shape(busy):
     # du lists _layers/ without opening a link: dangling layer links are check's to report
     assert {f["code"] for f in result["findings"]} == {"blob-missing", "upload-no-startedat", "schema1"}
     assert result["uploads"] == {"count": 1, "bytes": 4}
+    assert result["trash"] == {"count": 0, "bytes": 0}
     assert result["orphans"]["bytes"] >= len(ORPHAN)
 
 
