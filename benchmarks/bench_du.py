@@ -33,21 +33,13 @@ import sys
 import tempfile
 import time
 
+from benchlib import drop_caches  # the script's own folder is on sys.path
+
 DEFAULT_CMD = "regprune du --root {root} --json --quiet"
-DROP_CACHES = "/proc/sys/vm/drop_caches"
 SHELL_CHARS = set("|&;<>()$`*?[]{}~\n")
 GC_SUMMARY = re.compile(r"(\d+) blobs marked, (\d+) blobs and (\d+) manifests eligible for deletion")
 
 
-def drop_caches():
-    """Drop the page cache; return None on success or an error message."""
-    try:
-        subprocess.call(["sync"])
-        with open(DROP_CACHES, "w") as f:
-            f.write("3\n")
-        return None
-    except OSError as e:
-        return f"{DROP_CACHES}: {e}"
 
 
 def build_argv(template, root):
