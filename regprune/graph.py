@@ -36,7 +36,7 @@ _MAX_COUNT = 0xFFFF
 class RepoGraph:
     """One repository's revisions with the edges between them."""
 
-    __slots__ = ("repo", "parents", "referrers", "reachable", "untagged", "tagged")
+    __slots__ = ("repo", "parents", "referrers", "reachable", "untagged", "tagged", "needed")
 
     def __init__(self, repo: Repository) -> None:
         self.repo = repo
@@ -45,6 +45,7 @@ class RepoGraph:
         self.reachable: Set[int] = set()
         self.untagged: Set[int] = set()
         self.tagged: Dict[int, List[str]] = {}  # revision -> tags whose current link names it
+        self.needed = array("l")  # blobs the repository's revisions need, sorted
 
 
 class Graph:
@@ -102,15 +103,19 @@ class Graph:
         reachable = rg.reachable = self.reach(rg, rg.tagged)
         rg.untagged = set(repo.revisions) - reachable
 
-        needed = self.needed_by(repo, repo.revisions, report=True)
+        # one pass over every revision's needs: the repository's, the reachable ones', the untagged ones'
+        needed: Set[int] = set()
+        kept, untagged_need = self.kept, self.untagged_need
+        for rev in repo.revisions:
+            flags = kept if rev in reachable else untagged_need
+            for b in self.direct_needs(repo, rev, True):
+                needed.add(b)
+                flags[b] = 1
         count = self.repo_count
         for b in needed:
             if count[b] < _MAX_COUNT:
                 count[b] += 1
-        for b in self.needed_by(repo, reachable):
-            self.kept[b] = 1
-        for b in self.needed_by(repo, rg.untagged):
-            self.untagged_need[b] = 1
+        rg.needed = array("l", sorted(needed))  # kept compactly: du asks for it again per repository
         return rg
 
     def reach(self, rg: RepoGraph, roots: Iterable[int], exclude: Set[int] = frozenset()) -> Set[int]:
@@ -201,8 +206,7 @@ class Graph:
 
     def repo_sizes(self, name: str) -> Tuple[int, int]:
         """(bytes, exclusive bytes) of a repository."""
-        rg = self.repos[name]
-        needed = self.needed_by(rg.repo, rg.repo.revisions)
+        needed = self.repos[name].needed
         count = self.repo_count
         return self.size_of(needed), self.size_of(b for b in needed if count[b] == 1)
 
