@@ -18,8 +18,10 @@ import multiprocessing.connection
 import os
 import pickle
 import queue
+import time
+from collections import deque
 from concurrent.futures import Future, ThreadPoolExecutor
-from typing import Callable, List, NamedTuple, Optional, Tuple
+from typing import Callable, Deque, List, NamedTuple, Optional, Tuple
 
 from . import layout
 from .digest import Digest
@@ -60,16 +62,56 @@ class ScanOptions(NamedTuple):
 
 
 # --------------------------------------------------------------------------------------- the consumer
+#: Tasks in flight while they keep the CPU busy: with a warm cache each extra thread only contends for
+#: the GIL. When tasks spend most of their time waiting (cold cache, NAS), up to `workers` are in flight.
+CALM = 2
+WINDOW = 32  # tasks per decision
+
+
+def _timed(fn: Callable, *args) -> Tuple[list, float, float]:
+    wall, cpu = time.perf_counter(), time.thread_time()
+    events = fn(*args)
+    return events, time.perf_counter() - wall, time.thread_time() - cpu
+
+
 class _Scan:
     def __init__(self, storage: Storage, store: Store, options: ScanOptions) -> None:
         self.storage = storage
         self.store = store
         self.options = options
         self.done: queue.SimpleQueue[Future] = queue.SimpleQueue()
-        self.pending = 0
+        self.pending = 0  # submitted to the pool, not yet applied
+        self.backlog: Deque[Tuple[Callable, tuple]] = deque()  # waiting for a free slot
+        self.limit = min(CALM, max(1, options.workers))
+        self.window = [0.0, 0.0, 0]  # wall, cpu, tasks since the last decision
         self.requested: set = set()  # manifest ids whose read is submitted
         self.to_read: List[Digest] = []
         self.pool: Optional[ThreadPoolExecutor] = None
+
+    def observe(self, wall: float, cpu: float) -> None:
+        """Keep few tasks in flight while they are CPU-bound, many while they mostly wait on I/O."""
+        w = self.window
+        w[0] += wall
+        w[1] += cpu
+        w[2] += 1
+        if w[2] < WINDOW:
+            return
+        waiting = 1.0 - (w[1] / w[0] if w[0] > 0 else 1.0)
+        workers = max(1, self.options.workers)
+        if waiting > 0.5:
+            self.limit = workers
+        elif waiting < 0.25:
+            self.limit = min(CALM, workers)
+        self.window = [0.0, 0.0, 0]
+        self.drain()
+
+    def drain(self) -> None:
+        assert self.pool is not None
+        while self.backlog and self.pending < self.limit:
+            fn, args = self.backlog.popleft()
+            future = self.pool.submit(_timed, fn, self.storage, *args)
+            self.pending += 1
+            future.add_done_callback(self.done.put)
 
     def submit(self, fn: Callable, *args) -> None:
         assert self.pool is not None
@@ -81,9 +123,8 @@ class _Scan:
             args = args + (self.options.shard,)
         elif fn is task_tags:
             args = args + (self.options.read_all_links, self.options.tag_history)
-        future = self.pool.submit(fn, self.storage, *args)
-        self.pending += 1
-        future.add_done_callback(self.done.put)
+        self.backlog.append((fn, args))
+        self.drain()
 
     def progress(self, what: str, n: int) -> None:
         if self.options.progress is not None and n:
@@ -98,13 +139,13 @@ class _Scan:
             while self.pending:
                 future = self.done.get()
                 self.pending -= 1
-                self.apply(future.result())
-                if self.to_read and (len(self.to_read) >= BATCH or self.pending < self.options.workers):
+                events, wall, cpu = future.result()
+                self.apply(events)
+                self.observe(wall, cpu)
+                if self.to_read and (len(self.to_read) >= BATCH or not self.backlog):
                     self.submit(task_manifests, self.to_read)
                     self.to_read = []
-                if not self.pending and self.to_read:
-                    self.submit(task_manifests, self.to_read)
-                    self.to_read = []
+                self.drain()
         return self.store
 
     def want_manifest(self, digest: Digest, blob_id: int) -> None:
