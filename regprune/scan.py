@@ -44,8 +44,8 @@ from .storage import Storage, StorageError
 
 __all__ = ["DEFAULT_WORKERS", "LINK_LIMIT", "Progress", "ScanOptions", "link_target", "owns", "scan"]
 
-#: Requests in flight in all (split over the scan processes). Measured on the benchmark tree
-#: (docs/performance.md): past 16 a warm local disk gains nothing and a cold one little.
+#: The most requests in flight (split over the scan processes), reached while tasks wait on I/O.
+#: Measured on the benchmark tree (docs/performance.md): a cold local disk gains little past 16.
 DEFAULT_WORKERS = 16
 
 Progress = Callable[[str, int], None]
