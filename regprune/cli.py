@@ -35,7 +35,7 @@ app = typer.Typer(
 ROOT = typer.Option(..., "--root", envvar="REGPRUNE_ROOT", metavar="PATH",
                     help="The registry's rootdirectory (or its docker/, docker/registry/, docker/registry/v2/).")
 WORKERS = typer.Option(DEFAULT_WORKERS, "--workers", min=1, max=256,
-                       help="Listings, stats and reads kept in flight at once.")
+                       help="The most listings, stats and reads in flight at once (reached while they wait on I/O).")
 QUIET = typer.Option(False, "--quiet", "-q", help="No progress bar.")
 JSON = typer.Option(False, "--json", help="Print one JSON object (keys and lists sorted).")
 
