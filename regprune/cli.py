@@ -189,7 +189,8 @@ def _destructive(root: str, command: str, select: Callable[[Graph], Selection], 
             if what == "blobs":
                 bar.update(n)  # type: ignore[attr-defined]
 
-        ctx = deletion.session(root, workers=workers, progress=progress if bar else None, lock=not dry_run)
+        ctx = deletion.session(root, workers=workers, progress=progress if bar else None, lock=not dry_run,
+                               light=True)
         opened = ctx.__enter__()
     try:
         # a dry run writes nothing: a registry at work (or a fresh upload) cannot be harmed by planning

@@ -6,7 +6,7 @@ The CLI calls these with the user's choices; the confirmation prompt sits betwee
 from __future__ import annotations
 
 from contextlib import contextmanager
-from typing import Callable, Iterator, NamedTuple, Optional, Sequence, Tuple
+from typing import Callable, Iterator, NamedTuple, Optional, Sequence, Set, Tuple
 
 from . import journal, layout
 from .errors import Refused, UsageError
@@ -14,7 +14,7 @@ from .execute import Outcome, apply_plan
 from .graph import Graph
 from .plan import DeletionPlan, Selection, make_plan, revalidate
 from .safety import Overrides, refuse_if_unsafe
-from .scan import DEFAULT_WORKERS, Progress, ScanOptions, scan
+from .scan import DEFAULT_WORKERS, Progress, ScanOptions, complete, scan
 from .storage import LocalStorage, Locked, Storage
 from .store_access import Opened, locate
 from .trash import refuse_if_other_filesystem
@@ -44,12 +44,23 @@ def locked(path: str, lock: bool = True) -> Iterator[Storage]:
 
 @contextmanager
 def session(path: str, workers: int = DEFAULT_WORKERS, progress: Optional[Progress] = None,
-            lock: bool = True) -> Iterator[Opened]:
-    """Scan the store, holding regprune's lock for the whole run when `lock` (a real run)."""
+            lock: bool = True, light: bool = False) -> Iterator[Opened]:
+    """Scan the store, holding regprune's lock for the whole run when `lock` (a real run). A `light` scan
+    leaves out tag history and the stat of each `_layers` link; `plan` completes the repositories its
+    selection touches (all of them for `gc`)."""
     root = locate(path)
     with locked(root, lock) as storage:
-        store = scan(storage, root, ScanOptions(workers=workers, progress=progress))
+        options = ScanOptions(workers=workers, progress=progress, tag_history=not light, stat_layer_links=not light)
+        store = scan(storage, root, options)
         yield Opened(root, storage, Graph(store))
+
+
+def touched(graph: Graph, selection: Selection) -> Set[str]:
+    """The repositories whose tags, links or uploads a plan for `selection` may remove."""
+    if selection.gc:
+        return set(graph.repos)
+    return (set(selection.tags) | set(selection.revisions) | set(selection.repositories)
+            | set(selection.untagged))
 
 
 def refuse_if_unfinished(storage: Storage, restoring_ok: Optional[str] = None) -> None:
@@ -66,6 +77,7 @@ def refuse_if_unfinished(storage: Storage, restoring_ok: Optional[str] = None) -
 def plan(opened: Opened, selection: Selection, command: str, grace_seconds: float,
          overrides: Overrides) -> DeletionPlan:
     refuse_if_unfinished(opened.storage)
+    complete(opened.storage, opened.graph.store, touched(opened.graph, selection))
     result = make_plan(opened.graph, selection, command, grace_seconds=grace_seconds)
     refuse_if_unsafe(opened.graph, result, overrides)
     return result

@@ -78,6 +78,7 @@ class Store:
         self.findings: List[Finding] = []
         self.pull_through_cache = False
         self.layer_links_checked = True  # False when the scan only listed _layers/sha256 (du, ls)
+        self.detailed: Optional[set] = None  # after a light scan: repositories completed since (else all)
 
     # ------------------------------------------------------------------------------------------ blobs
     def intern(self, digest: Digest) -> int:

@@ -19,9 +19,10 @@ import os
 import pickle
 import queue
 import time
+from array import array
 from collections import deque
 from concurrent.futures import Future, ThreadPoolExecutor
-from typing import Callable, Deque, List, NamedTuple, Optional, Tuple
+from typing import Callable, Deque, Iterable, List, NamedTuple, Optional, Tuple
 
 from . import layout
 from .digest import Digest
@@ -39,6 +40,7 @@ from .scan_tasks import (
     task_manifests,
     task_repo_dir,
     task_tags,
+    task_tags_dir,
 )
 from .storage import Storage, StorageError
 
@@ -130,12 +132,12 @@ class _Scan:
         if self.options.progress is not None and n:
             self.options.progress(what, n)
 
-    def run(self) -> Store:
+    def run(self, first: Tuple[Tuple, ...] = ((task_blob_root,), (task_repo_dir, ""))) -> Store:
         with ThreadPoolExecutor(max_workers=max(1, self.options.workers),
                                 thread_name_prefix="regprune-scan") as pool:
             self.pool = pool
-            self.submit(task_blob_root)
-            self.submit(task_repo_dir, "")
+            for task in first:
+                self.submit(*task)
             while self.pending:
                 future = self.done.get()
                 self.pending -= 1
@@ -266,6 +268,25 @@ def _scan_processes(storage: Storage, rootdirectory: str, options: ScanOptions, 
     return store
 
 
+def complete(storage: Storage, store: Store, names: Iterable[str], options: ScanOptions = ScanOptions()) -> None:
+    """Add what a light scan (no tag history, `_layers` only listed) left out, for these repositories only:
+    a deletion touching a few repositories needs their details, not every repository's."""
+    if store.detailed is None:
+        return
+    todo = sorted(n for n in set(names) - store.detailed if n in store.repositories)
+    if not todo:
+        return
+    for name in todo:
+        repo = store.repositories[name]
+        repo.layer_links = bytearray()  # listed names; the stat of each link replaces them
+        repo.layer_link_mtimes = array("d")
+    first = tuple(t for name in todo for t in ((task_layers_dir, name), (task_tags_dir, name))
+                  if t[0] is not task_layers_dir or store.repositories[name].has_layers)
+    detail = options._replace(tag_history=True, stat_layer_links=True, read_all_links=False, shard=(0, 1))
+    _Scan(storage, store, detail).run(first)
+    store.detailed.update(todo)
+
+
 def default_processes() -> int:
     return max(1, min(os.cpu_count() or 1, 4))
 
@@ -279,6 +300,7 @@ def scan(storage: Storage, rootdirectory: str, options: ScanOptions = ScanOption
     else:
         store = _Scan(storage, Store(rootdirectory), options).run()
     store.layer_links_checked = options.read_all_links or options.stat_layer_links
+    store.detailed = None if (options.tag_history or options.read_all_links) and store.layer_links_checked else set()
     try:
         store.pull_through_cache = storage.stat(layout.SCHEDULER_STATE) is not None
     except StorageError as exc:
