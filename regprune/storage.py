@@ -372,17 +372,23 @@ class LocalStorage:
     def _makedirs_for(self, path: str) -> None:
         os.makedirs(os.path.dirname(path), exist_ok=True)
 
+    def _write_synced(self, path: str, flags: int, data: bytes) -> None:
+        """Write all of `data` (a write may be short on a network filesystem) and flush it to disk."""
+        self._makedirs_for(path)
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | flags | getattr(os, "O_NOFOLLOW", 0), 0o644)
+        try:
+            view = memoryview(data)
+            while view:
+                view = view[os.write(fd, view):]
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+
     def write_atomic(self, rel: str, data: bytes) -> None:
         path = self._abs(rel)
         tmp = f"{path}.{os.getpid()}.tmp"
         try:
-            self._makedirs_for(path)
-            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | getattr(os, "O_NOFOLLOW", 0), 0o644)
-            try:
-                os.write(fd, data)
-                os.fsync(fd)
-            finally:
-                os.close(fd)
+            self._write_synced(tmp, os.O_TRUNC, data)
             os.replace(tmp, path)
         except OSError as exc:
             raise StorageError(path, exc.strerror or str(exc)) from exc
@@ -390,13 +396,7 @@ class LocalStorage:
     def append(self, rel: str, data: bytes) -> None:
         path = self._abs(rel)
         try:
-            self._makedirs_for(path)
-            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND | getattr(os, "O_NOFOLLOW", 0), 0o644)
-            try:
-                os.write(fd, data)
-                os.fsync(fd)
-            finally:
-                os.close(fd)
+            self._write_synced(path, os.O_APPEND, data)
         except OSError as exc:
             raise StorageError(path, exc.strerror or str(exc)) from exc
 
