@@ -384,13 +384,9 @@ def history(root: str = ROOT, json: bool = JSON) -> None:
         emit_json({"runs": runs})
         return
     rows = [[r["id"], r["created"], r["state"] + (f", {r['trash']}" if r["trash"] else ""), r["command"],
-             size(r["bytes_freed"])] for r in runs]
+             render.size(r["bytes_freed"])] for r in runs]
     typer.echo("\n".join(render.table(["ID", "STARTED", "STATE", "COMMAND", "FREED"], rows,
                                       [False, False, False, False, True])))
-
-
-def size(n: int) -> str:
-    return render.size(n)
 
 
 # ------------------------------------------------------------------------------------------- the trash
@@ -401,7 +397,7 @@ app.add_typer(trash_app, name="trash")
 
 def _trash_table(rows: List[dict]) -> str:
     cells = [[r["id"], r["created"], r["command"], str(r["tags"]), str(r["manifests"]), str(r["blobs"]),
-              size(r["bytes"])] for r in rows]
+              render.size(r["bytes"])] for r in rows]
     return "\n".join(render.table(["ID", "CREATED", "COMMAND", "TAGS", "MANIFESTS", "BLOBS", "SIZE"], cells,
                                   [False, False, False, True, True, True, True]))
 
@@ -420,7 +416,7 @@ def trash_list(root: str = ROOT, json: bool = JSON) -> None:
         typer.echo("the trash is empty")
     else:
         typer.echo(_trash_table(rows))
-        typer.echo(f"\n{len(rows)} run(s), {size(sum(r['bytes'] for r in rows))}")
+        typer.echo(f"\n{len(rows)} run(s), {render.size(sum(r['bytes'] for r in rows))}")
 
 
 @trash_app.command("restore")
@@ -467,9 +463,10 @@ def trash_empty(
             return
         typer.echo(_trash_table([t.to_json() for t in chosen]))
         total = sum(t.bytes for t in chosen)
-        _ask(f"Delete these {len(chosen)} run(s) for good, freeing {size(total)}?", yes, "empty the trash for real")
+        _ask(f"Delete these {len(chosen)} run(s) for good, freeing {render.size(total)}?", yes,
+             "empty the trash for real")
         freed = trash_mod.empty(storage, chosen)
-    typer.echo(f"freed {size(freed)}: {len(chosen)} run(s) emptied")
+    typer.echo(f"freed {render.size(freed)}: {len(chosen)} run(s) emptied")
 
 
 def main(argv: Optional[List[str]] = None) -> None:

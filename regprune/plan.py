@@ -15,7 +15,7 @@ run; `regprune.execute.apply_plan()` is the only code that acts on one. The rule
 from __future__ import annotations
 
 import time
-from typing import Dict, Iterable, List, NamedTuple, Optional, Set, Tuple
+from typing import Dict, List, NamedTuple, Optional, Set, Tuple
 
 from .digest import Digest
 from .errors import Refused
@@ -112,15 +112,6 @@ class _RepoOutcome(NamedTuple):
     after: Set[int]  # blobs it still needs
 
 
-def _reach(graph: Graph, rg: RepoGraph, roots: Iterable[int], exclude: Set[int] = frozenset()) -> Set[int]:
-    return graph.reach(rg, roots, exclude)
-
-
-def _closure(graph: Graph, rg: RepoGraph, roots: Iterable[int]) -> Set[int]:
-    """Roots, their children and their referrers, recursively."""
-    return graph.reach(rg, roots)
-
-
 def _plan_repo(graph: Graph, rg: RepoGraph, sel: Selection, recent: float) -> Optional[_RepoOutcome]:
     repo = rg.repo
     name = repo.name
@@ -150,9 +141,9 @@ def _plan_repo(graph: Graph, rg: RepoGraph, sel: Selection, recent: float) -> Op
             roots += fresh
             candidates |= set(repo.revisions)
         # every revision the selection does not reach stays, untagged ones included: what they list stays too
-        selected = _closure(graph, rg, candidates)
+        selected = graph.reach(rg, candidates)  # the candidates, their children and referrers
         roots += [r for r in repo.revisions if r not in selected]
-        reachable = _reach(graph, rg, roots, exclude=explicit_revs)
+        reachable = graph.reach(rg, roots, exclude=explicit_revs)
         for rev in sorted(explicit_revs, key=graph.store.digest):
             parents = [p for p in rg.parents.get(rev, ()) if p in reachable]
             if parents:
@@ -300,12 +291,13 @@ def revalidate(plan: DeletionPlan, graph: Graph) -> Tuple[DeletionPlan, int]:
     still_needed = bytearray(len(store))
     safe_manifests = []
     needs_after: Dict[str, Set[int]] = {}
+    reachable_now: Dict[str, Set[int]] = {}
     for name, rg in graph.repos.items():
         repo = rg.repo
         roots = [info.current for t, info in repo.tags.items()
                  if t not in removed_tags.get(name, ()) and info.current != NO_ID]
         roots += [r for r in repo.revisions if r not in planned.get(name, ())]
-        reachable = _reach(graph, rg, roots)
+        reachable = reachable_now[name] = graph.reach(rg, roots)
         going = planned.get(name, set()) - reachable
         remaining = set(repo.revisions) - going
         after = graph.needed_by(repo, remaining)
@@ -318,10 +310,7 @@ def revalidate(plan: DeletionPlan, graph: Graph) -> Tuple[DeletionPlan, int]:
         if rg is None or blob_id not in rg.repo.revisions:
             safe_manifests.append(m)  # already gone: the executor's removal is a no-op
             continue
-        roots = [info.current for t, info in rg.repo.tags.items()
-                 if t not in removed_tags.get(m.repo, ()) and info.current != NO_ID]
-        roots += [r for r in rg.repo.revisions if r not in planned.get(m.repo, ())]
-        if blob_id not in _reach(graph, rg, roots):
+        if blob_id not in reachable_now[m.repo]:
             safe_manifests.append(m)
     links = []
     for x in plan.layer_links:

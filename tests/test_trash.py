@@ -46,6 +46,7 @@ from crash_helpers import (
 from synth import Reg, sha256
 
 import regprune.cli
+import regprune.render
 import regprune.scan
 from fixtures import registry_kit as kit
 from regprune import deletion, journal, layout, trash
@@ -269,7 +270,7 @@ def test_dry_run_with_trash_changes_nothing(base, tmp_path):
     assert kit.snapshot_diff(before, kit.tree_snapshot(root)) == []
     code, out, _ = cli(root, *OPS["multiarch"], "--grace", "0s", "--force", "--dry-run", "--trash")
     assert code == 0 and "regprune trash empty" in out
-    assert f"would move {regprune.cli.size(plan['bytes_freed'])} to the trash: 1 tag(s)" in out
+    assert f"would move {regprune.render.size(plan['bytes_freed'])} to the trash: 1 tag(s)" in out
 
 
 # ------------------------------------------------------------------------------------------ crashes
@@ -524,7 +525,7 @@ def test_empty_frees_exactly_the_bytes_listed(base, tmp_path):
     assert code == 0, err
     freed = size_before - total_file_bytes(root)
     assert freed == listed[0]["bytes"] > 0
-    assert out.splitlines()[-1] == f"freed {regprune.cli.size(freed)}: 1 run(s) emptied"
+    assert out.splitlines()[-1] == f"freed {regprune.render.size(freed)}: 1 run(s) emptied"
     assert not Path(root, layout.TrashRun(first).path()).exists()
     assert [r["id"] for r in cli_json(root, "trash", "list")["runs"]] == [second]
     assert journal.load(storage, first).trash == journal.EMPTIED
