@@ -8,6 +8,7 @@ The scanner fills a `Store` from one thread (the scan's consumer), so nothing he
 from __future__ import annotations
 
 from array import array
+from itertools import islice
 from typing import Dict, Iterator, List, NamedTuple, Optional, Tuple
 
 from .digest import Digest
@@ -172,51 +173,78 @@ class Store:
         self.findings.append(finding)
 
     # ------------------------------------------------------------------------- across processes
-    # A shard's store crosses from its process to this one only to be merged: its digests travel as one
-    # packed buffer (no object per digest, no index) and `merge` reads them from there.
-    def __getstate__(self) -> dict:
-        state = {k: v for k, v in self.__dict__.items() if k not in ("_ids", "_raw")}
-        state["_packed"] = b"".join(self._raw)
-        return state
-
-    def __setstate__(self, state: dict) -> None:
-        self.__dict__.update(state)
-        self._raw = None  # type: ignore[assignment] # only `merge` reads an unpickled store
-        self._ids = None  # type: ignore[assignment]
+    def parts(self) -> Iterator[tuple]:
+        """This store as a sequence of small picklable pieces, its digests first (packed, no object per
+        digest). A shard's store crosses from its process to the merging one piece by piece, so that
+        neither side ever holds a second copy of all of it."""
+        yield ("blobs", b"".join(self._raw), self.sizes, self.mtimes, self.stored)
+        for kind, mapping in (("manifests", self.manifests), ("repositories", self.repositories)):
+            items = iter(mapping.items())
+            chunk = list(islice(items, PART))
+            while chunk:
+                yield (kind, chunk)
+                chunk = list(islice(items, PART))
+        yield ("rest", self.unreadable_manifests, self.findings, self.pull_through_cache)
 
     def merge(self, other: Store) -> None:
         """Fold in what another scan of a disjoint part of the same store found (ids are renumbered)."""
-        packed = other.__dict__.get("_packed")
-        raws = other._raw if packed is None else (packed[i:i + 32] for i in range(0, len(packed), 32))
-        remap = array("l", (self.intern_raw(raw) for raw in raws))
-        for i in range(len(remap)):
-            if other.stored[i]:
-                j = remap[i]
-                self.sizes[j] = other.sizes[i]
-                self.mtimes[j] = other.mtimes[i]
-                self.stored[j] = 1
+        merging = Merging(self)
+        for part in other.parts():
+            merging.feed(part)
 
-        def m(i: int) -> int:
-            return remap[i] if i != NO_ID else NO_ID
 
-        for i, node in other.manifests.items():
-            if remap[i] not in self.manifests:
-                self.manifests[remap[i]] = node._replace(
-                    config=m(node.config), refs=tuple(remap[r] for r in node.refs),
-                    children=tuple(remap[c] for c in node.children), subject=m(node.subject),
-                    foreign=tuple(remap[f] for f in node.foreign))
-        for i, problem in other.unreadable_manifests.items():
-            self.unreadable_manifests.setdefault(remap[i], problem)
-        for name, repo in other.repositories.items():
-            mine = self.repository(name)
-            mine.has_layers = mine.has_layers or repo.has_layers
-            mine.has_manifests = mine.has_manifests or repo.has_manifests
-            mine.revisions.update({remap[r]: t for r, t in repo.revisions.items()})
-            mine.tags.update({t: info._replace(current=m(info.current), history=tuple(remap[h] for h in info.history))
-                              for t, info in repo.tags.items()})
-            mine.layer_links += repo.layer_links
-            mine.layer_link_mtimes += repo.layer_link_mtimes
-            mine.aliases.update({d: remap[t] for d, t in repo.aliases.items()})
-            mine.uploads.extend(repo.uploads)
-        self.findings.extend(other.findings)
-        self.pull_through_cache = self.pull_through_cache or other.pull_through_cache
+PART = 4096  # manifests or repositories per piece of a store in transit
+
+
+class Merging:
+    """Folds the pieces of another store (`Store.parts`) into this one as they arrive."""
+
+    def __init__(self, store: Store) -> None:
+        self.store = store
+        # the receiving store's own int objects, so that every tuple naming a blob shares one object
+        self.remap: List[int] = []
+
+    def m(self, i: int) -> int:
+        return self.remap[i] if i != NO_ID else NO_ID
+
+    def feed(self, part: tuple) -> None:
+        store, remap, kind = self.store, self.remap, part[0]
+        if kind == "blobs":
+            _, packed, sizes, mtimes, stored = part
+            intern_raw = store.intern_raw
+            remap.extend(intern_raw(packed[i:i + 32]) for i in range(0, len(packed), 32))
+            for i, j in enumerate(remap):
+                if stored[i]:
+                    store.sizes[j] = sizes[i]
+                    store.mtimes[j] = mtimes[i]
+                    store.stored[j] = 1
+        elif kind == "manifests":
+            m, manifests = self.m, store.manifests
+            for i, node in part[1]:
+                if remap[i] not in manifests:
+                    manifests[remap[i]] = node._replace(
+                        config=m(node.config), refs=tuple(remap[r] for r in node.refs),
+                        children=tuple(remap[c] for c in node.children), subject=m(node.subject),
+                        foreign=tuple(remap[f] for f in node.foreign))
+        elif kind == "repositories":
+            m = self.m
+            for name, repo in part[1]:
+                mine = store.repository(name)
+                mine.has_layers = mine.has_layers or repo.has_layers
+                mine.has_manifests = mine.has_manifests or repo.has_manifests
+                mine.revisions.update({remap[r]: t for r, t in repo.revisions.items()})
+                mine.tags.update({t: info._replace(current=m(info.current),
+                                                   history=tuple(remap[h] for h in info.history))
+                                  for t, info in repo.tags.items()})
+                mine.layer_links += repo.layer_links
+                mine.layer_link_mtimes += repo.layer_link_mtimes
+                mine.aliases.update({d: remap[t] for d, t in repo.aliases.items()})
+                mine.uploads.extend(repo.uploads)
+        elif kind == "rest":
+            _, unreadable, findings, pull_through_cache = part
+            for i, problem in unreadable.items():
+                store.unreadable_manifests.setdefault(remap[i], problem)
+            store.findings.extend(findings)
+            store.pull_through_cache = store.pull_through_cache or pull_through_cache
+        else:  # pragma: no cover - a bug, not an input problem
+            raise AssertionError(f"unknown store part {kind!r}")

@@ -27,7 +27,7 @@ from typing import Callable, Deque, Iterable, List, NamedTuple, Optional, Tuple
 from . import layout
 from .digest import Digest
 from .findings import Finding
-from .model import NO_ID, Store, Tag
+from .model import NO_ID, Merging, Store, Tag
 from .scan_tasks import (
     BATCH,
     LINK_LIMIT,
@@ -207,18 +207,24 @@ class _Scan:
 
 
 def _scan_shard(storage: Storage, rootdirectory: str, options: ScanOptions, conn, counter) -> None:
-    """A forked worker process: scan one shard, send the `Store` back, and leave."""
+    """A forked worker process: scan one shard, send the `Store` back piece by piece, and leave."""
     def progress(what: str, n: int) -> None:
         if what == "blobs":
             with counter.get_lock():
                 counter.value += n
 
+    def send(message: tuple) -> None:
+        conn.send_bytes(pickle.dumps(message, protocol=pickle.HIGHEST_PROTOCOL))
+
     try:
-        result: object = _Scan(storage, Store(rootdirectory), options._replace(progress=progress)).run()
-    except BaseException as exc:  # noqa: B036 - handed to the parent, which raises it
-        result = exc
-    try:
-        conn.send_bytes(pickle.dumps(result, protocol=pickle.HIGHEST_PROTOCOL))
+        try:
+            store = _Scan(storage, Store(rootdirectory), options._replace(progress=progress)).run()
+        except BaseException as exc:  # noqa: B036 - handed to the parent, which raises it
+            send(("error", exc))
+            return
+        for part in store.parts():
+            send(part)
+        send(("end",))
     finally:
         conn.close()
 
@@ -237,18 +243,25 @@ def _scan_processes(storage: Storage, rootdirectory: str, options: ScanOptions, 
         proc.start()
         send.close()
         children.append((proc, receive))
-    results: dict = {}
     reported = 0
+    failures: List[BaseException] = []
     try:
-        results[0] = _Scan(storage, Store(rootdirectory), per_process._replace(shard=(0, processes))).run()
-        waiting = {conn: i for i, (_, conn) in enumerate(children, start=1)}
-        while waiting:
-            for conn in multiprocessing.connection.wait(list(waiting), timeout=0.2):
-                i = waiting.pop(conn)  # type: ignore[call-overload]
+        store = _Scan(storage, Store(rootdirectory), per_process._replace(shard=(0, processes))).run()
+        # each shard's pieces are merged as they arrive: the whole of a shard never sits here twice
+        merging = {conn: (i, Merging(store)) for i, (_, conn) in enumerate(children, start=1)}
+        while merging:
+            for conn in multiprocessing.connection.wait(list(merging), timeout=0.2):
+                i, into = merging[conn]  # type: ignore[index]
                 try:
-                    results[i] = pickle.loads(conn.recv_bytes())
+                    part = pickle.loads(conn.recv_bytes())
                 except EOFError:
-                    results[i] = RuntimeError(f"scan process {i} died without a result")
+                    part = ("error", RuntimeError(f"scan process {i} died without a result"))
+                if part[0] == "error":
+                    failures.append(part[1])
+                if part[0] in ("error", "end"):
+                    del merging[conn]  # type: ignore[arg-type]
+                elif not failures:
+                    into.feed(part)
             if options.progress is not None:
                 now = counter.value
                 options.progress("blobs", now - reported)
@@ -259,12 +272,8 @@ def _scan_processes(storage: Storage, rootdirectory: str, options: ScanOptions, 
             proc.join(timeout=5)
             if proc.is_alive():
                 proc.kill()
-    for i in range(processes):
-        if isinstance(results[i], BaseException):
-            raise results[i]
-    store = results[0]
-    for i in range(1, processes):
-        store.merge(results[i])
+    if failures:
+        raise failures[0]
     return store
 
 

@@ -24,6 +24,9 @@ from hypothesis import strategies as st
 from synth import Reg, canonical
 
 from regprune import report
+from regprune.model import NO_ID
+from regprune.scan import ScanOptions, scan
+from regprune.storage import LocalStorage
 from regprune.store_access import open_store
 
 REPOS = ("a", "b/c", "lib.x/y-z")
@@ -231,3 +234,38 @@ def test_repository_exclusive_bytes_are_blobs_only_it_needs(data):
             assert rows[repo]["exclusive_bytes"] == model.size(mine - others)
             assert rows[repo]["manifests"] == len(model.repos[repo])
             assert rows[repo]["untagged"] == len(model.repos[repo] - model.reachable(repo))
+
+
+def by_digest(store) -> dict:
+    """Everything a store holds, with blob ids replaced by digests (ids depend on the order of discovery)."""
+    d = store.digest
+
+    def ds(ids):
+        return tuple(str(d(i)) if i != NO_ID else None for i in ids)
+
+    blobs = {str(d(i)): (store.sizes[i], store.mtimes[i], store.stored[i]) for i in range(len(store))}
+    manifests = {str(d(i)): n._replace(config=ds([n.config]), refs=ds(n.refs), children=ds(n.children),
+                                       subject=ds([n.subject]), foreign=ds(n.foreign))
+                 for i, n in store.manifests.items()}
+    repos = {}
+    for name, repo in store.repositories.items():
+        links = sorted((str(digest), mtime) for digest, _, mtime in store.layer_links(repo))
+        repos[name] = (repo.has_layers, repo.has_manifests, {str(d(i)): t for i, t in repo.revisions.items()},
+                       {t: (ds([i.current]), i.mtime, ds(i.history)) for t, i in repo.tags.items()}, links,
+                       {a: str(d(i)) for a, i in repo.aliases.items()}, sorted(repo.uploads))
+    return {"blobs": blobs, "manifests": manifests, "repos": repos, "pull_through_cache": store.pull_through_cache,
+            "unreadable": {str(d(i)): p for i, p in store.unreadable_manifests.items()},
+            "findings": sorted(store.findings, key=repr)}
+
+
+@SETTINGS
+@given(st.data())
+def test_a_scan_split_over_processes_finds_what_one_process_finds(data):
+    with tempfile.TemporaryDirectory() as tmp:
+        reg = build(data, tmp)
+        root = str(reg.root)
+        options = ScanOptions(workers=4, read_all_links=data.draw(st.booleans(), label="read_all_links"),
+                              tag_history=data.draw(st.booleans(), label="tag_history"))
+        one = by_digest(scan(LocalStorage(root), root, options._replace(processes=1)))
+        for processes in (2, 3):
+            assert by_digest(scan(LocalStorage(root), root, options._replace(processes=processes))) == one
