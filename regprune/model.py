@@ -174,20 +174,28 @@ class Store:
 
     # ------------------------------------------------------------------------- across processes
     def parts(self) -> Iterator[tuple]:
-        """This store as a sequence of small picklable pieces, its digests first (packed, no object per
-        digest). A shard's store crosses from its process to the merging one piece by piece, so that
-        neither side ever holds a second copy of all of it."""
-        yield ("blobs", b"".join(self._raw), self.sizes, self.mtimes, self.stored)
+        """Empty this store into a sequence of small picklable pieces, its digests first (packed, no object
+        per digest). A shard's store crosses from its process to the merging one piece by piece, each
+        piece freed as it goes, so that the two never hold two copies of all of it."""
+        packed = b"".join(self._raw)
+        self._ids, self._raw = {}, []
+        blobs = ("blobs", packed, self.sizes, self.mtimes, self.stored)
+        self.sizes, self.mtimes, self.stored = array("q"), array("d"), bytearray()
+        del packed
+        yield blobs
+        del blobs
         for kind, mapping in (("manifests", self.manifests), ("repositories", self.repositories)):
-            items = iter(mapping.items())
-            chunk = list(islice(items, PART))
-            while chunk:
+            while mapping:
+                chunk = list(islice(mapping.items(), PART))
+                for key, _ in chunk:
+                    del mapping[key]
                 yield (kind, chunk)
-                chunk = list(islice(items, PART))
         yield ("rest", self.unreadable_manifests, self.findings, self.pull_through_cache)
+        self.unreadable_manifests, self.findings = {}, []
 
     def merge(self, other: Store) -> None:
-        """Fold in what another scan of a disjoint part of the same store found (ids are renumbered)."""
+        """Fold in what another scan of a disjoint part of the same store found (ids are renumbered),
+        emptying `other`."""
         merging = Merging(self)
         for part in other.parts():
             merging.feed(part)

@@ -18,6 +18,7 @@ import multiprocessing.connection
 import os
 import pickle
 import queue
+import threading
 import time
 from array import array
 from collections import deque
@@ -229,6 +230,16 @@ def _scan_shard(storage: Storage, rootdirectory: str, options: ScanOptions, conn
         conn.close()
 
 
+def _receive(conn: multiprocessing.connection.Connection, into: Deque[bytes]) -> None:
+    """Take a shard's pieces as soon as it sends them, so that it can leave and free its memory while
+    this process still scans its own shard."""
+    try:
+        while True:
+            into.append(conn.recv_bytes())
+    except (EOFError, OSError):
+        pass
+
+
 def _scan_processes(storage: Storage, rootdirectory: str, options: ScanOptions, processes: int) -> Store:
     """Split the scan over forked processes: Python spends a few microseconds of CPU per file, so
     one process cannot keep up with a warm cache, and on a NAS more requests are in flight."""
@@ -242,38 +253,42 @@ def _scan_processes(storage: Storage, rootdirectory: str, options: ScanOptions, 
                            args=(storage, rootdirectory, per_process._replace(shard=(i, processes)), send, counter))
         proc.start()
         send.close()
-        children.append((proc, receive))
+        received: Deque[bytes] = deque()
+        receiver = threading.Thread(target=_receive, args=(receive, received), daemon=True,
+                                    name=f"regprune-receive-{i}")
+        receiver.start()
+        children.append((proc, receive, receiver, received))
     reported = 0
-    failures: List[BaseException] = []
     try:
         store = _Scan(storage, Store(rootdirectory), per_process._replace(shard=(0, processes))).run()
-        # each shard's pieces are merged as they arrive: the whole of a shard never sits here twice
-        merging = {conn: (i, Merging(store)) for i, (_, conn) in enumerate(children, start=1)}
-        while merging:
-            for conn in multiprocessing.connection.wait(list(merging), timeout=0.2):
-                i, into = merging[conn]  # type: ignore[index]
-                try:
-                    part = pickle.loads(conn.recv_bytes())
-                except EOFError:
-                    part = ("error", RuntimeError(f"scan process {i} died without a result"))
-                if part[0] == "error":
-                    failures.append(part[1])
-                if part[0] in ("error", "end"):
-                    del merging[conn]  # type: ignore[arg-type]
-                elif not failures:
-                    into.feed(part)
-            if options.progress is not None:
-                now = counter.value
-                options.progress("blobs", now - reported)
-                reported = now
+        for _, _, receiver, _ in children:
+            while receiver.is_alive():
+                receiver.join(timeout=0.2)
+                if options.progress is not None:
+                    now = counter.value
+                    options.progress("blobs", now - reported)
+                    reported = now
     finally:
-        for proc, conn in children:
-            conn.close()
+        for proc, conn, receiver, _ in children:
+            if receiver.is_alive():  # this scan failed: the shards' results are not wanted
+                proc.kill()
             proc.join(timeout=5)
             if proc.is_alive():
                 proc.kill()
-    if failures:
-        raise failures[0]
+            receiver.join(timeout=5)
+            conn.close()
+    # merged piece by piece, each dropped once folded in: a shard never sits here whole twice
+    for i, (_, _, _, received) in enumerate(children, start=1):
+        merging = Merging(store)
+        while received:
+            part = pickle.loads(received.popleft())
+            if part[0] == "error":
+                raise part[1]
+            if part[0] == "end":
+                break
+            merging.feed(part)
+        else:
+            raise RuntimeError(f"scan process {i} died without a result")
     return store
 
 
