@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from array import array
 from itertools import islice
+from sys import intern as intern_str
 from typing import Dict, Iterator, List, NamedTuple, Optional, Tuple
 
 from .digest import Digest
@@ -156,7 +157,7 @@ class Store:
         for desc in manifest.children:
             if desc.digest.algorithm == "sha256":
                 children.append(self.intern(desc.digest))
-                platforms.append(desc.platform)
+                platforms.append(intern_str(desc.platform))
             else:
                 aliases.append(desc.digest)
         config = self.intern(manifest.config.digest) if (
@@ -165,7 +166,7 @@ class Store:
         if manifest.subject is not None and manifest.subject.digest.algorithm == "sha256":
             subject = self.intern(manifest.subject.digest)
         self.manifests[blob_id] = ManifestNode(
-            manifest.kind, manifest.media_type, config, tuple(dict.fromkeys(refs)), tuple(aliases),
+            manifest.kind, intern_str(manifest.media_type), config, tuple(dict.fromkeys(refs)), tuple(aliases),
             tuple(children), tuple(platforms), subject, tuple(foreign),
         )
 
