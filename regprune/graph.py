@@ -147,30 +147,32 @@ class Graph:
             add(Finding("repository-invisible-2.8", layout.RepoDir(name).path(), name))
         if repo.has_layers and not repo.has_manifests:
             add(Finding("repository-invisible-3", layout.RepoDir(name).path(), name))
+        unreadable, manifests, stored = store.unreadable_manifests, store.manifests, store.stored
         for rev in repo.revisions:
-            path = layout.RevisionLink(name, store.digest(rev)).path()
-            problem = store.unreadable_manifests.get(rev)
+            # the healthy case costs no path and no Digest: they are made only for a finding
+            problem = unreadable.get(rev)
             if problem is not None:
                 code, _, detail = problem.partition("\t")
                 add(Finding(code, layout.BlobData(store.digest(rev)).path() if code != "revision-blob-missing"
-                            else path, str(store.digest(rev)), detail))
+                            else self._revision_path(repo, rev), str(store.digest(rev)), detail))
                 continue
-            node = store.manifests.get(rev)
+            node = manifests.get(rev)
             if node is None:
                 continue
             if node.kind == manifest_mod.UNKNOWN:
-                add(Finding("manifest-unknown-type", path, node.media_type or "(none)"))
+                add(Finding("manifest-unknown-type", self._revision_path(repo, rev), node.media_type or "(none)"))
             elif node.kind == manifest_mod.SCHEMA1:
-                add(Finding("schema1", path, str(store.digest(rev))))
-            foreign = set(node.foreign)
-            resolved = [repo.aliases[a] for a in node.aliases if a in repo.aliases]
-            for ref in list(node.refs) + resolved:
-                if not store.stored[ref] and ref not in foreign:
+                add(Finding("schema1", self._revision_path(repo, rev), str(store.digest(rev))))
+            refs: Iterable[int] = node.refs
+            if node.aliases:
+                refs = list(refs) + [repo.aliases[a] for a in node.aliases if a in repo.aliases]
+            for ref in refs:
+                if not stored[ref] and ref not in node.foreign:
                     add(Finding("blob-missing", layout.BlobData(store.digest(ref)).path(), str(store.digest(ref)),
                                 f"needed by {name}@{store.digest(rev)}"))
             for child in node.children:
                 if child not in repo.revisions:
-                    add(Finding("index-child-missing", path, str(store.digest(child)),
+                    add(Finding("index-child-missing", self._revision_path(repo, rev), str(store.digest(child)),
                                 f"child of {name}@{store.digest(rev)}"))
         for tag in sorted(repo.tags):
             current = repo.tags[tag].current
@@ -186,6 +188,9 @@ class Graph:
         for alias, target in sorted(repo.aliases.items(), key=lambda kv: str(kv[0])):
             if store.layer_links_checked and not store.stored[target]:
                 add(Finding("layer-link-dangling", layout.LayerLink(name, alias).path(), str(alias)))
+
+    def _revision_path(self, repo: Repository, rev: int) -> str:
+        return layout.RevisionLink(repo.name, self.store.digest(rev)).path()
 
     def all_findings(self) -> List[Finding]:
         return sorted(set(self.store.findings + self.findings), key=Finding.sort_key)
