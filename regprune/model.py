@@ -206,14 +206,15 @@ PART = 4096  # manifests or repositories per piece of a store in transit
 
 
 class Merging:
-    """Folds the pieces of another store (`Store.parts`) into this one as they arrive."""
+    """Folds the pieces of another store (`Store.parts`) into `store` as they arrive; the blobs piece
+    comes first and fixes how the other store's ids map to this one's."""
 
     def __init__(self, store: Store) -> None:
         self.store = store
         # the receiving store's own int objects, so that every tuple naming a blob shares one object
         self.remap: List[int] = []
 
-    def m(self, i: int) -> int:
+    def id_of(self, i: int) -> int:
         return self.remap[i] if i != NO_ID else NO_ID
 
     def feed(self, part: tuple) -> None:
@@ -228,7 +229,7 @@ class Merging:
                     store.mtimes[j] = mtimes[i]
                     store.stored[j] = 1
         elif kind == "manifests":
-            m, manifests = self.m, store.manifests
+            m, manifests = self.id_of, store.manifests
             for i, node in part[1]:
                 if remap[i] not in manifests:
                     manifests[remap[i]] = node._replace(
@@ -236,7 +237,7 @@ class Merging:
                         children=tuple(remap[c] for c in node.children), subject=m(node.subject),
                         foreign=tuple(remap[f] for f in node.foreign))
         elif kind == "repositories":
-            m = self.m
+            m = self.id_of
             for name, repo in part[1]:
                 mine = store.repository(name)
                 mine.has_layers = mine.has_layers or repo.has_layers
