@@ -13,6 +13,7 @@ already names its digest is one `lstat` (its size says whether its body can repe
 
 from __future__ import annotations
 
+import gc
 import multiprocessing
 import multiprocessing.connection
 import os
@@ -246,13 +247,22 @@ def _scan_processes(storage: Storage, rootdirectory: str, options: ScanOptions, 
     ctx = multiprocessing.get_context("fork")
     counter = ctx.Value("q", 0)
     per_process = options._replace(workers=max(2, options.workers // processes))
+    forked = []
+    # what this process holds at the fork stays shared with the shard processes only while nothing
+    # writes to it, and the cyclic GC writes to every object it visits: frozen, it visits none of them
+    gc.freeze()
+    try:
+        for i in range(1, processes):  # shard 0 is this process's own, scanned while the others run
+            receive, send = ctx.Pipe(duplex=False)
+            proc = ctx.Process(target=_scan_shard, name=f"regprune-scan-{i}", args=(
+                storage, rootdirectory, per_process._replace(shard=(i, processes)), send, counter))
+            proc.start()
+            send.close()
+            forked.append((proc, receive))
+    finally:
+        gc.unfreeze()
     children = []
-    for i in range(1, processes):  # shard 0 is this process's own, scanned while the others run
-        receive, send = ctx.Pipe(duplex=False)
-        proc = ctx.Process(target=_scan_shard, name=f"regprune-scan-{i}",
-                           args=(storage, rootdirectory, per_process._replace(shard=(i, processes)), send, counter))
-        proc.start()
-        send.close()
+    for i, (proc, receive) in enumerate(forked, start=1):  # threads only once every fork is done
         received: Deque[bytes] = deque()
         receiver = threading.Thread(target=_receive, args=(receive, received), daemon=True,
                                     name=f"regprune-receive-{i}")
