@@ -177,14 +177,16 @@ class Store:
     def parts(self) -> Iterator[tuple]:
         """Empty this store into a sequence of small picklable pieces, its digests first (packed, no object
         per digest). A shard's store crosses from its process to the merging one piece by piece, each
-        piece freed as it goes, so that the two never hold two copies of all of it."""
-        packed = b"".join(self._raw)
+        piece freed as it goes, so that neither side ever holds a second copy of all of it."""
+        raws, sizes, mtimes, stored = self._raw, self.sizes, self.mtimes, self.stored
         self._ids, self._raw = {}, []
-        blobs = ("blobs", packed, self.sizes, self.mtimes, self.stored)
         self.sizes, self.mtimes, self.stored = array("q"), array("d"), bytearray()
-        del packed
-        yield blobs
-        del blobs
+        for start in range(0, len(raws), BLOB_PART):
+            end = start + BLOB_PART
+            packed = b"".join(raws[start:end])
+            raws[start:end] = [b""] * len(raws[start:end])  # no digest object outlives its piece
+            yield ("blobs", packed, sizes[start:end], mtimes[start:end], stored[start:end])
+        del raws, sizes, mtimes, stored
         for kind, mapping in (("manifests", self.manifests), ("repositories", self.repositories)):
             while mapping:
                 chunk = list(islice(mapping.items(), PART))
@@ -203,11 +205,12 @@ class Store:
 
 
 PART = 4096  # manifests or repositories per piece of a store in transit
+BLOB_PART = 65536  # digests per piece (2 MiB packed)
 
 
 class Merging:
-    """Folds the pieces of another store (`Store.parts`) into `store` as they arrive; the blobs piece
-    comes first and fixes how the other store's ids map to this one's."""
+    """Folds the pieces of another store (`Store.parts`) into `store` as they arrive; the blobs pieces
+    come first and fix how the other store's ids map to this one's."""
 
     def __init__(self, store: Store) -> None:
         self.store = store
@@ -219,11 +222,12 @@ class Merging:
 
     def feed(self, part: tuple) -> None:
         store, remap, kind = self.store, self.remap, part[0]
-        if kind == "blobs":
+        if kind == "blobs":  # the pieces of the other store's digests, in id order
             _, packed, sizes, mtimes, stored = part
             intern_raw = store.intern_raw
-            remap.extend(intern_raw(packed[i:i + 32]) for i in range(0, len(packed), 32))
-            for i, j in enumerate(remap):
+            mine = [intern_raw(packed[i:i + 32]) for i in range(0, len(packed), 32)]
+            remap.extend(mine)
+            for i, j in enumerate(mine):
                 if stored[i]:
                     store.sizes[j] = sizes[i]
                     store.mtimes[j] = mtimes[i]

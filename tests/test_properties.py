@@ -19,10 +19,12 @@ from __future__ import annotations
 import tempfile
 from typing import Dict, Set
 
+import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from synth import Reg, canonical
 
+import regprune.model
 from regprune import report
 from regprune.model import NO_ID
 from regprune.scan import ScanOptions, scan
@@ -267,5 +269,8 @@ def test_a_scan_split_over_processes_finds_what_one_process_finds(data):
         options = ScanOptions(workers=4, read_all_links=data.draw(st.booleans(), label="read_all_links"),
                               tag_history=data.draw(st.booleans(), label="tag_history"))
         one = by_digest(scan(LocalStorage(root), root, options._replace(processes=1)))
-        for processes in (2, 3):
-            assert by_digest(scan(LocalStorage(root), root, options._replace(processes=processes))) == one
+        with pytest.MonkeyPatch.context() as mp:  # small pieces: a shard crosses in many of each kind
+            mp.setattr(regprune.model, "BLOB_PART", data.draw(st.integers(1, 8), label="digests per piece"))
+            mp.setattr(regprune.model, "PART", data.draw(st.integers(1, 3), label="items per piece"))
+            for processes in (2, 3):
+                assert by_digest(scan(LocalStorage(root), root, options._replace(processes=processes))) == one
