@@ -72,8 +72,7 @@ class Graph:
             if target != NO_ID:
                 yield target
             elif report:
-                self.findings.append(Finding("alias-unresolved", layout.RevisionLink(repo.name, self.store.digest(
-                    blob_id)).path(), str(alias)))
+                self.findings.append(Finding("alias-unresolved", self._revision_path(repo, blob_id), str(alias)))
         yield from node.children
 
     def children_in_repo(self, repo: Repository, blob_id: int) -> Iterable[int]:

@@ -181,11 +181,3 @@ def unfinished(storage: Storage) -> Optional[Run]:
         if run.state == RUNNING:
             return run
     return None
-
-
-def restoring(storage: Storage) -> Optional[Run]:
-    """A run whose restore from the trash was interrupted."""
-    for run in all_runs(storage):
-        if run.trash == RESTORING:
-            return run
-    return None

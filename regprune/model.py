@@ -196,13 +196,6 @@ class Store:
         yield ("rest", self.unreadable_manifests, self.findings, self.pull_through_cache)
         self.unreadable_manifests, self.findings = {}, []
 
-    def merge(self, other: Store) -> None:
-        """Fold in what another scan of a disjoint part of the same store found (ids are renumbered),
-        emptying `other`."""
-        merging = Merging(self)
-        for part in other.parts():
-            merging.feed(part)
-
 
 PART = 4096  # manifests or repositories per piece of a store in transit
 BLOB_PART = 65536  # digests per piece (2 MiB packed)
