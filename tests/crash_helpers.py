@@ -448,23 +448,10 @@ def crash_at(k: Optional[int]) -> Iterator[dict]:
             setattr(LocalStorage, name, orig)
 
 
-#: Runs jobs, each in a forked child of one fresh interpreter (regprune imported once): `kill` jobs patch
-#: LocalStorage so that the k-th removal (or rename) is `os._exit(137)` (a hard kill: no finally, no flush, the lock
-#: released by the kernel only), then call `regprune.cli.main(argv)`; `run` jobs call it unpatched.
-#: Prints one exit status per job, as JSON.
-DRIVER = r"""
-import json, os, sys, threading
-from regprune import cli, deletion, execute, journal, plan, refs, render, report, safety  # noqa: F401
+#: Defines `patch(k)`: from then on, the k-th removal (or rename) through LocalStorage is `os._exit(137)`.
+KILL_PATCH = r"""
+import os, threading
 from regprune.storage import LocalStorage
-
-import contextlib
-import regprune.scan
-regprune.scan.default_processes = lambda: 1  # no scan helpers forked from each child: same scan, faster here
-with open(os.devnull, "w") as null, contextlib.redirect_stdout(null), contextlib.redirect_stderr(null):
-    try:  # warm up (typer imports lazily while parsing): every child starts from here
-        cli.main(["history", "--root", "/nonexistent/regprune-warm-up"])
-    except SystemExit:
-        pass
 
 def patch(k):
     count = [0]
@@ -480,6 +467,25 @@ def patch(k):
     LocalStorage.remove_file = wrap(LocalStorage.remove_file)
     LocalStorage.remove_empty_dir = wrap(LocalStorage.remove_empty_dir)
     LocalStorage.rename = wrap(LocalStorage.rename)
+"""
+
+#: Runs jobs, each in a forked child of one fresh interpreter (regprune imported once): `kill` jobs call
+#: `patch(k)` (a hard kill at the k-th removal: no finally, no flush, the lock released by the kernel only),
+#: then `regprune.cli.main(argv)`; `run` jobs call it unpatched.
+#: Prints one exit status per job, as JSON.
+DRIVER = KILL_PATCH + r"""
+import json, sys
+from regprune import cli, deletion, execute, journal, plan, refs, render, report, safety  # noqa: F401
+
+import contextlib
+import regprune.scan
+regprune.scan.default_processes = lambda: 1  # no scan helpers forked from each child: same scan, faster here
+with open(os.devnull, "w") as null, contextlib.redirect_stdout(null), contextlib.redirect_stderr(null):
+    try:  # warm up (typer imports lazily while parsing): every child starts from here
+        cli.main(["history", "--root", "/nonexistent/regprune-warm-up"])
+    except SystemExit:
+        pass
+
 
 codes = []
 for kind, k, argv, log in json.load(open(sys.argv[1])):
@@ -507,24 +513,10 @@ print(json.dumps(codes))
 """
 
 #: The single-run form: `python -c KILL K ARGV...` kills itself at the K-th removal.
-KILL = r"""
-import os, sys, threading
+KILL = KILL_PATCH + r"""
+import sys
 from regprune import cli
-from regprune.storage import LocalStorage
-k = int(sys.argv[1])
-count = [0]
-lock = threading.Lock()
-def wrap(orig):
-    def mutation(self, rel, *more):
-        with lock:
-            count[0] += 1
-            if count[0] == k:
-                os._exit(137)
-        return orig(self, rel, *more)
-    return mutation
-LocalStorage.remove_file = wrap(LocalStorage.remove_file)
-LocalStorage.remove_empty_dir = wrap(LocalStorage.remove_empty_dir)
-LocalStorage.rename = wrap(LocalStorage.rename)
+patch(int(sys.argv[1]))
 cli.main(sys.argv[2:])
 """
 
